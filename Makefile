@@ -1,0 +1,50 @@
+# Two entry points: `make demo` (main job) and `make test` (lint, types, tests).
+# Both create .venv if missing and install torch==2.13.0 first (a CPU build from a local
+# file on our machines; a plain `torch` requirement would pull a multi-GB CUDA build).
+PY ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-v1
+export AUTOLLM_GYM_RAW ?= $(abspath ../shared/gym_data/raw)
+
+.PHONY: demo test lint typecheck pytest bench bench-quick train train-tiny install clean
+
+$(BIN)/python:
+	$(PY) -m venv $(VENV)
+
+$(STAMP): $(BIN)/python pyproject.toml
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q torch==2.13.0
+	$(BIN)/pip install -q -e ".[agent,llm,ray,bench,test]"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/python examples/optuna_quickstart.py
+
+lint: $(STAMP)
+	$(BIN)/ruff check autollm_sampler training tests examples gym_data
+
+typecheck: $(STAMP)
+	$(BIN)/mypy autollm_sampler training
+
+pytest: $(STAMP)
+	$(BIN)/python -m pytest -q -x --timeout=900
+
+test: lint typecheck pytest
+
+bench: $(STAMP)
+	$(BIN)/autollm-sampler bench --out docs/benchmarks
+
+bench-quick: $(STAMP)
+	$(BIN)/autollm-sampler bench --quick --out runs/bench-quick
+
+train: $(STAMP)
+	$(BIN)/python -m training.pipeline --config training/configs/default.yaml
+
+train-tiny: $(STAMP)
+	$(BIN)/python -m training.pipeline --config training/configs/tiny.yaml --out runs/tiny
+
+clean:
+	rm -rf $(VENV) runs build *.egg-info

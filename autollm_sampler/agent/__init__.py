@@ -1,0 +1,23 @@
+"""The research agent: proposals with predictions and rationales, behind one interface.
+
+Backends: the embedded transformer (``TransformerAgent``, loaded by ``load_agent("default")``) and the
+classical fallback (``ClassicalAgent``). Torch is imported only when a model backend is used.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from autollm_sampler.agent._base import Agent, Proposal
+from autollm_sampler.agent._classical import ClassicalAgent
+from autollm_sampler.agent._loader import DEFAULT_CHECKPOINT, load_agent
+
+__all__ = ["Agent", "ClassicalAgent", "DEFAULT_CHECKPOINT", "Proposal", "TransformerAgent", "load_agent"]
+
+
+def __getattr__(name: str) -> Any:
+    if name == "TransformerAgent":
+        from autollm_sampler.agent._model import TransformerAgent
+
+        return TransformerAgent
+    raise AttributeError(name)

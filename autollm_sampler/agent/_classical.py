@@ -1,0 +1,89 @@
+"""The classical fallback agent: transfer from the nearest cheaper cell, then random.
+
+It needs no model and no torch. It is the stand-in used when the trained agent cannot handle an input
+(unknown structure, too many parameters, empty space), and a baseline in its own right.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from autollm_sampler.agent._base import Agent, Proposal
+from autollm_sampler.history import History, fidelity_key
+from autollm_sampler.space import SearchSpace
+from autollm_sampler.strategies import nearest_cell, random_proposals, transfer_proposals
+
+__all__ = ["ClassicalAgent", "tried_keys"]
+
+
+def tried_keys(history: History, space: SearchSpace, target: Mapping[str, float], pending: Sequence[Mapping[str, Any]]) -> set[tuple[Any, ...]]:
+    """Config keys already run (or running) at the target fidelity."""
+    keys: set[tuple[Any, ...]] = set()
+    tkey = fidelity_key(target)
+    for t in history.trials:
+        if fidelity_key(t.fidelity) == tkey or not t.fidelity:
+            try:
+                keys.add(space.config_key(t.params))
+            except (KeyError, TypeError, ValueError):
+                continue
+    for p in pending:
+        try:
+            keys.add(space.config_key(p))
+        except (KeyError, TypeError, ValueError):
+            continue
+    return keys
+
+
+class ClassicalAgent(Agent):
+    """Transfer the best low-fidelity configurations; random when there is no evidence.
+
+    Example:
+        >>> from autollm_sampler import History, SearchSpace
+        >>> space = SearchSpace.from_dict({"params": {"lr": {"type": "float", "low": 1e-4, "high": 1e-1, "log": True}}})
+        >>> h = History.from_jsonl('{"params": {"lr": 0.003}, "fidelity": {"n": 1}, "value": 2.0}')
+        >>> ClassicalAgent().propose(h, space, {"n": 10}, seed=0)[0].params
+        {'lr': 0.003}
+    """
+
+    name = "classical"
+
+    def _propose(
+        self,
+        history: History,
+        space: SearchSpace,
+        target: dict[str, float],
+        n: int,
+        rng: np.random.Generator,
+        candidates: Sequence[Mapping[str, Any]] | None,
+        pending: list[Mapping[str, Any]],
+    ) -> list[Proposal]:
+        exclude = tried_keys(history, space, target, pending)
+        if space.width == 0:
+            return [Proposal({}, float("nan"), float("nan"), "The search space is empty; nothing to choose.", "fallback") for _ in range(n)]
+        src = nearest_cell(history, target)
+        configs = transfer_proposals(history, space, target, n, rng, candidates=candidates, exclude=exclude)
+        vals = np.array([float(t.value) for t in src]) if src else np.array([])  # type: ignore[arg-type]
+        out = []
+        for i, c in enumerate(configs):
+            if src:
+                best = float(np.min(space.sign * vals) * space.sign)
+                spread = float(np.std(vals)) if len(vals) > 1 else abs(best) * 0.05
+                why = (
+                    f"Transferred from the nearest cheaper cell ({_fmt_fid(src[0].fidelity)}, {len(src)} runs), "
+                    f"whose best outcome was {best:.4g}; rank {i + 1} of its configurations carried to the target."
+                )
+                out.append(Proposal(c, best, spread, why, "fallback"))
+            else:
+                why = "No low-fidelity evidence to transfer from; sampled at random among untried configurations."
+                out.append(Proposal(c, float("nan"), float("nan"), why, "fallback"))
+        if len(out) < n:
+            extra = random_proposals(space, n - len(out), rng, candidates=candidates, exclude=exclude)
+            out += [Proposal(c, float("nan"), float("nan"), "Random fill.", "fallback") for c in extra]
+        return out
+
+
+def _fmt_fid(f: Mapping[str, float]) -> str:
+    return ", ".join(f"{k}={v:.3g}" for k, v in f.items())

@@ -1,0 +1,93 @@
+"""Versioned task registry: ``make("steplaw-dense-v1")``, with "did you mean" on unknown ids."""
+
+from __future__ import annotations
+
+import difflib
+import os
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from autollm_sampler.exceptions import UnknownTaskError
+from autollm_sampler.gym._table import TabularTask
+
+__all__ = ["TaskSpec", "register", "make", "registry", "list_ids"]
+
+Builder = Callable[..., TabularTask]
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    """A registered task: its id, family, builder and the figures it must reproduce."""
+
+    id: str
+    builder: Builder
+    family: str
+    summary: str
+    expected_rows: int | None = None
+    expected_cells: int | None = None
+    needs_raw: bool = True
+
+
+_REGISTRY: dict[str, TaskSpec] = {}
+_CACHE: dict[tuple[str, str], TabularTask] = {}
+_LOCK = threading.Lock()
+
+
+def register(spec: TaskSpec, *, overwrite: bool = False) -> None:
+    """Register a task builder under a versioned id (``name-vN``)."""
+    if not spec.id.rsplit("-", 1)[-1].startswith("v"):
+        raise ValueError(f"task id {spec.id!r} must end in a version such as '-v1'")
+    if spec.id in _REGISTRY and not overwrite:
+        raise ValueError(f"task id {spec.id!r} is already registered; pass overwrite=True to replace it")
+    _REGISTRY[spec.id] = spec
+
+
+def registry() -> dict[str, TaskSpec]:
+    _ensure_builtin()
+    return dict(_REGISTRY)
+
+
+def list_ids() -> list[str]:
+    return list(registry())
+
+
+def make(id: str, *, raw_dir: str | os.PathLike[str] | None = None) -> TabularTask:
+    """Build (or return the cached) task table for a registered id.
+
+    Raises:
+        UnknownTaskError: with the closest registered ids when ``id`` is unknown.
+        RawDataError: when the task's raw files are missing or differ from the pinned versions.
+    """
+    _ensure_builtin()
+    if id not in _REGISTRY:
+        close = difflib.get_close_matches(id, list(_REGISTRY), n=3, cutoff=0.5)
+        hint = f" Did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
+        raise UnknownTaskError(f"unknown task id {id!r}.{hint} Registered: {sorted(_REGISTRY)}")
+    from autollm_sampler.gym._data import resolve_raw_dir
+
+    key = (id, str(resolve_raw_dir(raw_dir)))
+    with _LOCK:
+        if key not in _CACHE:
+            spec = _REGISTRY[id]
+            _CACHE[key] = spec.builder(raw_dir=raw_dir) if spec.needs_raw else spec.builder()
+        return _CACHE[key]
+
+
+_BUILTIN_DONE = False
+
+
+def _ensure_builtin() -> None:
+    global _BUILTIN_DONE
+    if _BUILTIN_DONE:
+        return
+    _BUILTIN_DONE = True
+    from autollm_sampler.gym import recipes as _r  # noqa: F401
+    from autollm_sampler.gym.recipes import steplaw
+
+    register(TaskSpec("steplaw-dense-v1", steplaw.build_dense, "steplaw-dense",
+                      "Step Law dense: lr x batch size, 17 (N, D) cells, smooth loss (min), 6ND FLOPs",
+                      steplaw.DENSE_ROWS, steplaw.DENSE_CELLS), overwrite=True)
+    register(TaskSpec("steplaw-moe-v1", steplaw.build_moe, "steplaw-moe",
+                      "Step Law MoE: lr x batch size, 16 (sparsity, D) cells, smooth loss (min), 6·Na·D FLOPs",
+                      steplaw.MOE_ROWS, steplaw.MOE_CELLS), overwrite=True)

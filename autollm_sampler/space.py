@@ -1,0 +1,616 @@
+"""Search spaces: typed parameters, parameter roles and the unit-cube mapping.
+
+A :class:`SearchSpace` maps parameter names to one of four parameter types:
+
+* :class:`FloatParam` and :class:`IntParam`: bounded numbers, optionally on a log scale or a step grid;
+* :class:`CategoricalParam`: a finite list of choices. Numeric choices are treated as *ordered* values
+  (positioned on a log axis when they are positive and span a wide range or have a log-scale role);
+* :class:`SimplexParam`: mixture weights over named components that sum to one. Its value is a
+  ``{component: weight}`` dict.
+
+Every parameter maps to and from the unit cube ``[0, 1]^width``; the agent reads and writes configurations
+in that cube, which is what makes it space-agnostic. Every parameter also carries a *role* (``lr``,
+``batch_size``, ``mixture``, ``width`` ...), inferred from its name when not given.
+
+Example:
+    >>> space = SearchSpace.from_dict({
+    ...     "direction": "minimize",
+    ...     "params": {
+    ...         "lr": {"type": "float", "low": 1e-4, "high": 1e-2, "log": True},
+    ...         "bs": {"type": "categorical", "choices": [64, 128, 256]},
+    ...     },
+    ... })
+    >>> u = space.to_unit({"lr": 1e-3, "bs": 128})
+    >>> [round(float(x), 3) for x in u]
+    [0.5, 0.5]
+    >>> space.from_unit(u)
+    {'lr': 0.001, 'bs': 128}
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping, Sequence
+from typing import Annotated, Any, Literal, Union
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, model_validator
+
+from autollm_sampler.exceptions import InvalidSpaceError, InvalidTrialError
+
+__all__ = [
+    "ROLES",
+    "LOG_ROLES",
+    "infer_role",
+    "FloatParam",
+    "IntParam",
+    "CategoricalParam",
+    "SimplexParam",
+    "Param",
+    "SearchSpace",
+    "SIMPLEX_TOL",
+]
+
+#: Parameter roles the agent knows. ``other`` is the catch-all.
+ROLES: tuple[str, ...] = (
+    "other",
+    "lr",
+    "batch_size",
+    "weight_decay",
+    "warmup",
+    "width",
+    "depth",
+    "heads",
+    "mlp_ratio",
+    "mixture",
+    "kl_coef",
+    "temperature",
+    "group_size",
+    "dropout",
+    "bias",
+)
+#: Roles whose numeric values live naturally on a log axis.
+LOG_ROLES = frozenset({"lr", "batch_size", "weight_decay", "kl_coef", "width"})
+#: Tolerance on the sum of simplex weights.
+SIMPLEX_TOL = 1e-3
+
+_ROLE_PATTERNS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("lr", ("learning_rate", "lr")),
+    ("batch_size", ("batch_size", "bs", "batch")),
+    ("weight_decay", ("weight_decay", "wd")),
+    ("warmup", ("warmup",)),
+    ("kl_coef", ("kl", "beta")),
+    ("temperature", ("temperature", "temp")),
+    ("group_size", ("group_size", "num_generations", "group")),
+    ("mlp_ratio", ("mlp_ratio", "ffn_ratio", "mlp")),
+    ("heads", ("heads", "num_heads", "n_head", "numh")),
+    ("depth", ("depth", "layers", "n_layer", "num_layers", "numl")),
+    ("width", ("width", "hidden", "embed", "d_model", "n_embd", "h")),
+    ("mixture", ("mixture", "weights", "ratio", "mix")),
+    ("dropout", ("dropout",)),
+    ("bias", ("bias",)),
+)
+
+
+def infer_role(name: str) -> str:
+    """Guess a parameter's role from its name (``"peak_lr"`` -> ``"lr"``); ``"other"`` if unsure."""
+    tokens = [t for t in name.lower().replace("-", "_").replace(".", "_").split("_") if t]
+    lowered = name.lower()
+    for role, keys in _ROLE_PATTERNS:
+        for key in keys:
+            if "_" in key and key in lowered:
+                return role
+            if key in tokens:
+                return role
+    return "other"
+
+
+def _is_number(x: Any) -> bool:
+    return isinstance(x, (int, float, np.integer, np.floating)) and not isinstance(x, (bool, np.bool_))
+
+
+def _finite(name: str, value: Any) -> float:
+    if not _is_number(value):
+        raise InvalidTrialError(f"parameter {name!r}: expected a number, got {value!r}")
+    v = float(value)
+    if not math.isfinite(v):
+        raise InvalidTrialError(f"parameter {name!r}: value {value!r} is not finite; use a real number")
+    return v
+
+
+class _ParamBase(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    role: str | None = None
+
+    def resolved_role(self, name: str) -> str:
+        role = self.role or infer_role(name)
+        return role if role in ROLES else "other"
+
+
+class FloatParam(_ParamBase):
+    """A float in ``[low, high]``, optionally log-scaled or on a ``step`` grid."""
+
+    type: Literal["float"] = "float"
+    low: float
+    high: float
+    log: bool = False
+    step: float | None = None
+
+    @model_validator(mode="after")
+    def _check(self) -> FloatParam:
+        for field in ("low", "high"):
+            if not math.isfinite(getattr(self, field)):
+                raise ValueError(f"{field}={getattr(self, field)!r} is not finite")
+        if self.low > self.high:
+            raise ValueError(f"low={self.low!r} is greater than high={self.high!r}; swap them")
+        if self.log and self.low <= 0:
+            raise ValueError(f"log=True needs low > 0, got low={self.low!r}")
+        if self.log and self.step is not None:
+            raise ValueError("log=True and step are exclusive; drop one of them")
+        if self.step is not None and not (self.step > 0):
+            raise ValueError(f"step must be > 0, got {self.step!r}")
+        return self
+
+    @property
+    def width(self) -> int:
+        return 1
+
+    def validate_value(self, name: str, value: Any) -> float:
+        v = _finite(name, value)
+        tol = 1e-9 * max(1.0, abs(self.high), abs(self.low))
+        if v < self.low - tol or v > self.high + tol:
+            raise InvalidTrialError(
+                f"parameter {name!r}: value {v!r} is outside [{self.low!r}, {self.high!r}]"
+            )
+        return min(max(v, self.low), self.high)
+
+    def to_unit(self, value: Any) -> list[float]:
+        v = float(value)
+        if self.high == self.low:
+            return [0.5]
+        if self.log:
+            return [float(np.clip((math.log(v) - math.log(self.low)) / (math.log(self.high) - math.log(self.low)), 0, 1))]
+        return [float(np.clip((v - self.low) / (self.high - self.low), 0, 1))]
+
+    def from_unit(self, u: Sequence[float]) -> float:
+        x = float(np.clip(u[0], 0.0, 1.0))
+        if self.log:
+            v = math.exp(math.log(self.low) + x * (math.log(self.high) - math.log(self.low)))
+        else:
+            v = self.low + x * (self.high - self.low)
+        if self.step is not None:
+            n = round((v - self.low) / self.step)
+            n_max = math.floor((self.high - self.low) / self.step + 1e-9)
+            v = self.low + min(max(n, 0), n_max) * self.step
+        v = float(f"{v:.12g}")  # drop float noise from the exp/log round trip
+        return float(min(max(v, self.low), self.high))
+
+    def sample(self, rng: np.random.Generator) -> float:
+        return self.from_unit([rng.random()])
+
+
+class IntParam(_ParamBase):
+    """An integer in ``[low, high]``, optionally log-scaled, on a ``step`` grid."""
+
+    type: Literal["int"] = "int"
+    low: int
+    high: int
+    log: bool = False
+    step: int = 1
+
+    @model_validator(mode="after")
+    def _check(self) -> IntParam:
+        if self.low > self.high:
+            raise ValueError(f"low={self.low!r} is greater than high={self.high!r}; swap them")
+        if self.log and self.low <= 0:
+            raise ValueError(f"log=True needs low > 0, got low={self.low!r}")
+        if self.step < 1:
+            raise ValueError(f"step must be >= 1, got {self.step!r}")
+        if self.log and self.step != 1:
+            raise ValueError("log=True needs step=1; drop one of them")
+        return self
+
+    @property
+    def width(self) -> int:
+        return 1
+
+    def validate_value(self, name: str, value: Any) -> int:
+        v = _finite(name, value)
+        if v != round(v):
+            raise InvalidTrialError(f"parameter {name!r}: value {value!r} is not an integer")
+        iv = int(round(v))
+        if iv < self.low or iv > self.high:
+            raise InvalidTrialError(f"parameter {name!r}: value {iv!r} is outside [{self.low!r}, {self.high!r}]")
+        return iv
+
+    def to_unit(self, value: Any) -> list[float]:
+        v = float(value)
+        if self.high == self.low:
+            return [0.5]
+        if self.log:
+            return [float(np.clip((math.log(v) - math.log(self.low)) / (math.log(self.high) - math.log(self.low)), 0, 1))]
+        return [float(np.clip((v - self.low) / (self.high - self.low), 0, 1))]
+
+    def from_unit(self, u: Sequence[float]) -> int:
+        x = float(np.clip(u[0], 0.0, 1.0))
+        if self.log:
+            v = math.exp(math.log(self.low) + x * (math.log(self.high) - math.log(self.low)))
+        else:
+            v = self.low + x * (self.high - self.low)
+        n = round((v - self.low) / self.step)
+        n_max = (self.high - self.low) // self.step
+        return int(self.low + min(max(n, 0), n_max) * self.step)
+
+    def sample(self, rng: np.random.Generator) -> int:
+        return self.from_unit([rng.random()])
+
+
+Choice = Union[bool, int, float, str]
+
+
+class CategoricalParam(_ParamBase):
+    """A finite list of choices. Numeric choices are positioned as ordered values in the unit cube."""
+
+    type: Literal["categorical"] = "categorical"
+    choices: tuple[Choice, ...]
+
+    @model_validator(mode="after")
+    def _check(self) -> CategoricalParam:
+        if len(self.choices) == 0:
+            raise ValueError("choices is empty; give at least one choice")
+        for c in self.choices:
+            if isinstance(c, float) and not math.isfinite(c):
+                raise ValueError(f"choice {c!r} is not finite")
+        keys = [_choice_key(c) for c in self.choices]
+        if len(set(keys)) != len(keys):
+            raise ValueError(f"choices contain duplicates: {list(self.choices)!r}")
+        return self
+
+    @property
+    def width(self) -> int:
+        return 1
+
+    @property
+    def numeric(self) -> bool:
+        return all(_is_number(c) for c in self.choices)
+
+    def positions(self, role: str = "other") -> np.ndarray:
+        """Unit-cube position of each choice (ordered by value for numeric choices)."""
+        n = len(self.choices)
+        if n == 1:
+            return np.array([0.5])
+        if not self.numeric:
+            return np.linspace(0.0, 1.0, n)
+        vals = np.array([float(c) for c in self.choices])
+        if vals.min() > 0 and (role in LOG_ROLES or vals.max() / vals.min() > 20):
+            vals = np.log(vals)
+        lo, hi = vals.min(), vals.max()
+        if hi == lo:
+            return np.full(n, 0.5)
+        return (vals - lo) / (hi - lo)
+
+    def index_of(self, name: str, value: Any) -> int:
+        key = _choice_key(value)
+        for i, c in enumerate(self.choices):
+            if _choice_key(c) == key:
+                return i
+        if _is_number(value) and self.numeric:
+            for i, c in enumerate(self.choices):
+                if math.isclose(float(c), float(value), rel_tol=1e-9, abs_tol=1e-12):
+                    return i
+        raise InvalidTrialError(
+            f"parameter {name!r}: value {value!r} is not one of the choices {list(self.choices)!r}"
+        )
+
+    def validate_value(self, name: str, value: Any) -> Choice:
+        if isinstance(value, float) and not math.isfinite(value):
+            raise InvalidTrialError(f"parameter {name!r}: value {value!r} is not finite")
+        return self.choices[self.index_of(name, value)]
+
+    def to_unit(self, value: Any, role: str = "other") -> list[float]:
+        return [float(self.positions(role)[self.index_of("?", value)])]
+
+    def from_unit(self, u: Sequence[float], role: str = "other") -> Choice:
+        pos = self.positions(role)
+        return self.choices[int(np.argmin(np.abs(pos - float(u[0]))))]
+
+    def sample(self, rng: np.random.Generator) -> Choice:
+        return self.choices[int(rng.integers(len(self.choices)))]
+
+
+def _choice_key(c: Any) -> tuple[str, Any]:
+    if isinstance(c, (bool, np.bool_)):
+        return ("bool", bool(c))
+    if _is_number(c):
+        return ("num", float(c))
+    return ("str", str(c))
+
+
+class SimplexParam(_ParamBase):
+    """Mixture weights over ``components``: each weight in ``[0, 1]``, summing to one.
+
+    The value is a ``{component: weight}`` dict with every component present.
+    """
+
+    type: Literal["simplex"] = "simplex"
+    components: tuple[str, ...]
+    role: str | None = "mixture"
+
+    @model_validator(mode="after")
+    def _check(self) -> SimplexParam:
+        if len(self.components) < 2:
+            raise ValueError("a simplex needs at least two components")
+        if len(set(self.components)) != len(self.components):
+            raise ValueError(f"components contain duplicates: {list(self.components)!r}")
+        return self
+
+    @property
+    def width(self) -> int:
+        return len(self.components)
+
+    def validate_value(self, name: str, value: Any) -> dict[str, float]:
+        if not isinstance(value, Mapping):
+            raise InvalidTrialError(
+                f"parameter {name!r}: a simplex value must be a {{component: weight}} mapping, got {value!r}"
+            )
+        unknown = sorted(set(map(str, value)) - set(self.components))
+        if unknown:
+            raise InvalidTrialError(f"parameter {name!r}: unknown component(s) {unknown!r}")
+        out: dict[str, float] = {}
+        for comp in self.components:
+            w = _finite(f"{name}.{comp}", value.get(comp, 0.0))
+            if w < -1e-12 or w > 1 + 1e-12:
+                raise InvalidTrialError(f"parameter {name!r}: weight of {comp!r} is {w!r}, outside [0, 1]")
+            out[comp] = min(max(w, 0.0), 1.0)
+        total = sum(out.values())
+        if abs(total - 1.0) > SIMPLEX_TOL:
+            raise InvalidTrialError(
+                f"parameter {name!r}: weights sum to {total:.6g}, not 1 (tolerance {SIMPLEX_TOL}); "
+                "normalise them before passing them in"
+            )
+        return out
+
+    def to_unit(self, value: Mapping[str, float]) -> list[float]:
+        return [float(value.get(c, 0.0)) for c in self.components]
+
+    def from_unit(self, u: Sequence[float]) -> dict[str, float]:
+        w = np.clip(np.asarray(u, dtype=float)[: self.width], 0.0, None)
+        total = float(w.sum())
+        w = np.full(self.width, 1.0 / self.width) if total <= 0 else w / total
+        return {c: float(x) for c, x in zip(self.components, w)}
+
+    def sample(self, rng: np.random.Generator) -> dict[str, float]:
+        return self.from_unit(rng.dirichlet(np.ones(self.width)))
+
+
+Param = Annotated[Union[FloatParam, IntParam, CategoricalParam, SimplexParam], Field(discriminator="type")]
+_PARAM_ADAPTER: TypeAdapter[Any] = TypeAdapter(Param)
+
+
+class SearchSpace(BaseModel):
+    """An ordered mapping of parameter names to parameters, plus the optimisation direction.
+
+    Example:
+        >>> space = SearchSpace(params={"lr": FloatParam(low=1e-4, high=1e-1, log=True)})
+        >>> space.width, space.roles()
+        (1, ['lr'])
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    params: dict[str, Param]
+    direction: Literal["minimize", "maximize"] = "minimize"
+
+    @model_validator(mode="after")
+    def _check(self) -> SearchSpace:
+        for name in self.params:
+            if not isinstance(name, str) or not name:
+                raise ValueError(f"parameter names must be non-empty strings, got {name!r}")
+        return self
+
+    # ----------------------------------------------------------------- construction
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> SearchSpace:
+        """Build a space from plain data (the CLI's YAML/JSON format), with readable errors."""
+        try:
+            return cls.model_validate(dict(data))
+        except ValidationError as exc:
+            raise InvalidSpaceError(_format_validation_error("search space", exc)) from None
+
+    @classmethod
+    def from_json(cls, text: str) -> SearchSpace:
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise InvalidSpaceError(f"search space is not valid JSON: {exc}") from None
+        return cls.from_dict(data)
+
+    def to_json(self) -> str:
+        return self.model_dump_json()
+
+    # ----------------------------------------------------------------- geometry
+    @property
+    def names(self) -> list[str]:
+        return list(self.params)
+
+    @property
+    def width(self) -> int:
+        """Number of unit-cube coordinates (a simplex takes one per component)."""
+        return sum(p.width for p in self.params.values())
+
+    @property
+    def sign(self) -> float:
+        """``+1`` for minimisation, ``-1`` for maximisation (multiply values to get a loss)."""
+        return 1.0 if self.direction == "minimize" else -1.0
+
+    def role_of(self, name: str) -> str:
+        return self.params[name].resolved_role(name)
+
+    def roles(self) -> list[str]:
+        """The role of every unit-cube coordinate, in order."""
+        out: list[str] = []
+        for name, p in self.params.items():
+            out.extend([p.resolved_role(name)] * p.width)
+        return out
+
+    def validate_params(self, params: Mapping[str, Any], *, partial: bool = False) -> dict[str, Any]:
+        """Check a configuration against the space and return it normalised.
+
+        Raises:
+            InvalidTrialError: naming the unknown, missing or out-of-range parameter and its value.
+        """
+        if not isinstance(params, Mapping):
+            raise InvalidTrialError(f"params must be a mapping of name to value, got {params!r}")
+        unknown = sorted(set(params) - set(self.params))
+        if unknown:
+            raise InvalidTrialError(
+                f"unknown parameter(s) {unknown!r}; the space has {sorted(self.params)!r}"
+            )
+        missing = [n for n in self.params if n not in params]
+        if missing and not partial:
+            raise InvalidTrialError(f"missing parameter(s) {missing!r}")
+        return {n: p.validate_value(n, params[n]) for n, p in self.params.items() if n in params}
+
+    def to_unit(self, params: Mapping[str, Any]) -> np.ndarray:
+        """Map a (valid) configuration into ``[0, 1]^width``."""
+        out: list[float] = []
+        for name, p in self.params.items():
+            if isinstance(p, CategoricalParam):
+                out.extend(p.to_unit(params[name], p.resolved_role(name)))
+            else:
+                out.extend(p.to_unit(params[name]))
+        return np.asarray(out, dtype=float)
+
+    def from_unit(self, u: Sequence[float] | np.ndarray) -> dict[str, Any]:
+        """Map a unit-cube point to the nearest valid configuration (snapping included)."""
+        arr = np.asarray(u, dtype=float)
+        if arr.shape != (self.width,):
+            raise InvalidTrialError(f"unit vector has shape {arr.shape}, expected ({self.width},)")
+        out: dict[str, Any] = {}
+        i = 0
+        for name, p in self.params.items():
+            seg = arr[i : i + p.width]
+            if isinstance(p, CategoricalParam):
+                out[name] = p.from_unit(seg, p.resolved_role(name))
+            else:
+                out[name] = p.from_unit(seg)
+            i += p.width
+        return out
+
+    def sample(self, rng: np.random.Generator) -> dict[str, Any]:
+        return {n: p.sample(rng) for n, p in self.params.items()}
+
+    def config_key(self, params: Mapping[str, Any]) -> tuple[Any, ...]:
+        """A hashable key of a configuration (floats rounded to 10 significant digits)."""
+        key: list[Any] = []
+        for name, p in self.params.items():
+            v = params[name]
+            if isinstance(p, SimplexParam):
+                key.append(tuple(round(float(v[c]), 6) for c in p.components))
+            elif _is_number(v):
+                key.append(float(f"{float(v):.10g}"))
+            else:
+                key.append(_choice_key(v))
+        return tuple(key)
+
+    def grid_size(self) -> int | None:
+        """Number of distinct configurations if the space is finite, else ``None``."""
+        total = 1
+        for p in self.params.values():
+            if isinstance(p, CategoricalParam):
+                total *= len(p.choices)
+            elif isinstance(p, IntParam):
+                total *= (p.high - p.low) // p.step + 1
+            elif isinstance(p, FloatParam) and p.step is not None:
+                total *= int(math.floor((p.high - p.low) / p.step + 1e-9)) + 1
+            else:
+                return None
+        return total
+
+
+def _format_validation_error(what: str, exc: ValidationError) -> str:
+    parts = []
+    for err in exc.errors():
+        loc = ".".join(str(x) for x in err.get("loc", ()))
+        msg = err.get("msg", "invalid")
+        val = err.get("input")
+        parts.append(f"{loc}: {msg} (got {val!r})" if loc else f"{msg} (got {val!r})")
+    return f"invalid {what}: " + "; ".join(parts)
+
+
+def parse_param(data: Mapping[str, Any]) -> Param:
+    """Validate one parameter definition (``{"type": "float", ...}``)."""
+    try:
+        return _PARAM_ADAPTER.validate_python(dict(data))  # type: ignore[no-any-return]
+    except ValidationError as exc:
+        raise InvalidSpaceError(_format_validation_error("parameter", exc)) from None
+
+
+def _numeric_unit(p: Any, name: str, value: float) -> float | None:
+    """Position of a raw number on ``p``'s unit axis (clipped), or ``None`` if ``p`` is not numeric."""
+    if isinstance(p, (FloatParam, IntParam)):
+        if p.high == p.low:
+            return 0.5
+        if p.log:
+            if value <= 0:
+                return 0.0
+            return float(np.clip((math.log(value) - math.log(p.low)) / (math.log(p.high) - math.log(p.low)), 0, 1))
+        return float(np.clip((value - p.low) / (p.high - p.low), 0, 1))
+    if isinstance(p, CategoricalParam) and p.numeric:
+        vals = np.array([float(c) for c in p.choices])
+        pos = p.positions(p.resolved_role(name))
+        order = np.argsort(vals)
+        vals, pos = vals[order], pos[order]
+        if len(vals) == 1:
+            return 0.5
+        use_log = vals.min() > 0 and (p.resolved_role(name) in LOG_ROLES or vals.max() / vals.min() > 20)
+        if use_log:
+            if value <= 0:
+                return float(pos[0])
+            return float(np.interp(math.log(value), np.log(vals), pos))
+        return float(np.interp(value, vals, pos))
+    return None
+
+
+def project_unit(params: Mapping[str, Any], src: SearchSpace | None, dst: SearchSpace) -> np.ndarray:
+    """Carry a configuration (possibly from another cell's space) into ``dst``'s unit cube.
+
+    Numbers keep their *value* (an lr of 1e-3 stays 1e-3, clipped to ``dst``'s range), so a shifted grid
+    is handled correctly. Choices present in ``dst`` keep their identity. Simplex weights are matched by
+    component name. A ``dst`` parameter missing from ``params`` takes the mean position of the carried
+    parameters with the same role, else the centre. This is how evidence moves between cells whose value
+    sets differ (e.g. HW-GPT-Bench S -> L). ``src`` is accepted for symmetry and may be ``None``.
+    """
+    by_role: dict[str, list[float]] = {}
+    carried: dict[str, list[float]] = {}
+    for name, p in dst.params.items():
+        if name not in params:
+            continue
+        v = params[name]
+        u: list[float] | None = None
+        if isinstance(p, SimplexParam):
+            if isinstance(v, Mapping):
+                w = np.array([max(float(v.get(c, 0.0)), 0.0) for c in p.components])
+                u = list(w / w.sum()) if w.sum() > 0 else None
+        elif _is_number(v) and (x := _numeric_unit(p, name, float(v))) is not None:
+            u = [x]
+        else:
+            try:
+                cv = p.validate_value(name, v)
+                u = p.to_unit(cv, p.resolved_role(name)) if isinstance(p, CategoricalParam) else p.to_unit(cv)
+            except InvalidTrialError:
+                u = None
+        if u is not None:
+            carried[name] = u
+            by_role.setdefault(p.resolved_role(name), []).extend(u)
+    out: list[float] = []
+    for name, p in dst.params.items():
+        if name in carried:
+            out.extend(carried[name])
+        elif isinstance(p, SimplexParam):
+            out.extend([1.0 / p.width] * p.width)
+        else:
+            pool = by_role.get(p.resolved_role(name))
+            out.append(float(np.mean(pool)) if pool else 0.5)
+    return np.asarray(out, dtype=float)

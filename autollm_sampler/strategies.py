@@ -1,0 +1,158 @@
+"""Classical proposal strategies over a :class:`History` and a :class:`SearchSpace`.
+
+These are the simple, dependable strategies that both the gym's reference policies and the agent's
+fallback use, so they live in the shared core layer (next to ``space`` and ``history``):
+
+* :func:`random_proposals`: uniform over the space (or over a finite candidate list);
+* :func:`transfer_proposals`: the best configurations of the nearest cheaper fidelity cell, carried into
+  the target space, best first, then their untried neighbours.
+
+Both skip configurations already tried (``exclude``) while untried ones exist.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from autollm_sampler.history import History, Trial, fidelity_key
+from autollm_sampler.space import SearchSpace, project_unit
+
+__all__ = ["log_fidelity_distance", "nearest_cell", "random_proposals", "transfer_proposals", "snap_to_candidates"]
+
+
+def _logf(x: float) -> float:
+    return math.log(x) if x > 0 else x
+
+
+def log_fidelity_distance(a: Mapping[str, float], b: Mapping[str, float]) -> float:
+    """Euclidean distance between two fidelity points on log axes (linear for non-positive values)."""
+    keys = set(a) | set(b)
+    return math.sqrt(sum((_logf(a.get(k, 0.0)) - _logf(b.get(k, 0.0))) ** 2 for k in keys))
+
+
+def nearest_cell(history: History, target: Mapping[str, float]) -> list[Trial] | None:
+    """Completed trials of the non-target cell nearest to ``target`` on log-fidelity axes."""
+    tkey = fidelity_key(target)
+    best: tuple[float, list[Trial]] | None = None
+    for key, trials in history.cells().items():
+        done = [t for t in trials if t.is_complete]
+        if key == tkey or not done or not trials[0].fidelity:
+            continue
+        d = log_fidelity_distance(trials[0].fidelity, target)
+        if best is None or d < best[0]:
+            best = (d, done)
+    return best[1] if best else None
+
+
+def snap_to_candidates(
+    points: np.ndarray, cand_unit: np.ndarray, exclude: set[int]
+) -> list[int]:
+    """For each unit-cube point, the nearest candidate row not yet excluded (greedy, no repeats)."""
+    out: list[int] = []
+    taken = set(exclude)
+    for p in np.atleast_2d(points):
+        d = np.sum((cand_unit - p) ** 2, axis=1)
+        for i in np.argsort(d, kind="stable"):
+            if int(i) not in taken:
+                out.append(int(i))
+                taken.add(int(i))
+                break
+    return out
+
+
+def random_proposals(
+    space: SearchSpace,
+    n: int,
+    rng: np.random.Generator,
+    *,
+    candidates: Sequence[Mapping[str, Any]] | None = None,
+    exclude: Iterable[tuple[Any, ...]] = (),
+) -> list[dict[str, Any]]:
+    """``n`` distinct random configurations that are not in ``exclude`` (config keys), when possible."""
+    seen = set(exclude)
+    out: list[dict[str, Any]] = []
+    if candidates is not None:
+        order = rng.permutation(len(candidates))
+        for i in order:
+            k = space.config_key(candidates[int(i)])
+            if k not in seen:
+                out.append(dict(candidates[int(i)]))
+                seen.add(k)
+            if len(out) == n:
+                break
+        while len(out) < n and candidates:
+            out.append(dict(candidates[int(rng.integers(len(candidates)))]))
+        return out
+    for _ in range(max(50 * n, 100)):
+        c = space.sample(rng)
+        k = space.config_key(c)
+        if k not in seen:
+            out.append(c)
+            seen.add(k)
+        if len(out) == n:
+            break
+    while len(out) < n:
+        out.append(space.sample(rng))
+    return out
+
+
+def transfer_proposals(
+    history: History,
+    space: SearchSpace,
+    target: Mapping[str, float],
+    n: int,
+    rng: np.random.Generator,
+    *,
+    candidates: Sequence[Mapping[str, Any]] | None = None,
+    exclude: Iterable[tuple[Any, ...]] = (),
+    source_space: SearchSpace | None = None,
+) -> list[dict[str, Any]]:
+    """Best configurations of the nearest cheaper cell, carried into ``space``, best first.
+
+    With no usable cheap evidence this degrades to the best target trials' neighbours, then random.
+    """
+    sign = space.sign
+    excluded = set(exclude)
+    src = nearest_cell(history, target) or [t for t in history.completed() if fidelity_key(t.fidelity) == fidelity_key(target)]
+    if not src:
+        return random_proposals(space, n, rng, candidates=candidates, exclude=excluded)
+    ranked = sorted(src, key=lambda t: sign * float(t.value))  # type: ignore[arg-type]
+    points = np.stack([project_unit(t.params, source_space, space) for t in ranked])
+    out: list[dict[str, Any]] = []
+    if candidates is not None and len(candidates) > 0:
+        cand_unit = np.stack([space.to_unit(c) for c in candidates])
+        ex_idx = {i for i, c in enumerate(candidates) if space.config_key(c) in excluded}
+        rows = snap_to_candidates(points, cand_unit, ex_idx)
+        # then neighbours of the best transferred point, nearest first
+        if len(rows) < n:
+            d = np.sum((cand_unit - points[0]) ** 2, axis=1)
+            for i in np.argsort(d, kind="stable"):
+                if int(i) not in ex_idx and int(i) not in rows:
+                    rows.append(int(i))
+                if len(rows) >= n:
+                    break
+        return [dict(candidates[i]) for i in rows[:n]]
+    for p in points:
+        c = space.from_unit(p)
+        k = space.config_key(c)
+        if k not in excluded:
+            out.append(c)
+            excluded.add(k)
+        if len(out) == n:
+            return out
+    # neighbours: small perturbations around the best transferred point
+    for _ in range(200 * n):
+        if len(out) == n:
+            break
+        c = space.from_unit(np.clip(points[0] + rng.normal(0, 0.08, size=space.width), 0, 1))
+        k = space.config_key(c)
+        if k not in excluded:
+            out.append(c)
+            excluded.add(k)
+    if len(out) < n:
+        out.extend(random_proposals(space, n - len(out), rng, exclude=excluded))
+    return out
