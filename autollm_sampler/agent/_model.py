@@ -1,0 +1,409 @@
+"""The embedded default backend: a small causal transformer (``transformers.LlamaModel``) over trial tokens.
+
+The network reads the serialised history (:mod:`autollm_sampler.agent._features`) as context tokens and
+candidate configurations at the target as query tokens, and outputs for every candidate:
+
+* a **policy logit** (which candidate to run next; trained by distillation, then multi-turn RL), and
+* a **value** prediction (mean and log-std of the normalised target outcome), used for best-of-n
+  selection, for the predicted value of each proposal and for its rationale.
+
+Attention is masked so each query sees the context and itself only, and all positions share one position
+id, so the model is invariant to the order of trials. Candidates come from the caller's finite list
+when there is one (a benchmark grid), else from the space: random samples plus points around the
+extrapolated optimum, the nearest cell's optimum and the best target runs (the model then decodes the
+next configuration by picking among them, which keeps it valid by construction).
+
+Example:
+    >>> from autollm_sampler.agent._model import AgentModelConfig, TransformerAgent
+    >>> agent = TransformerAgent.from_config(AgentModelConfig(hidden_size=32, num_layers=1, num_heads=2))
+    >>> from autollm_sampler import History, SearchSpace
+    >>> space = SearchSpace.from_dict({"params": {"lr": {"type": "float", "low": 1e-4, "high": 1e-1, "log": True}}})
+    >>> p = agent.propose(History(), space, {"n": 1.0}, seed=0)[0]
+    >>> 1e-4 <= p.params["lr"] <= 1e-1
+    True
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from autollm_sampler.agent._base import Agent, Proposal
+from autollm_sampler.agent._classical import ClassicalAgent, tried_keys
+from autollm_sampler.agent._features import D_MAX, F_AX, N_CH, N_SCAL, Encoded, encode, with_queries
+from autollm_sampler.exceptions import CheckpointError
+from autollm_sampler.history import History
+from autollm_sampler.space import ROLES, SearchSpace
+
+__all__ = ["AgentModelConfig", "PolicyNet", "TransformerAgent", "collate", "OODReport"]
+
+logger = logging.getLogger(__name__)
+
+FORMAT_VERSION = 1
+
+
+@dataclass
+class AgentModelConfig:
+    """Architecture of the policy network (kept small: it runs on a laptop CPU in milliseconds)."""
+
+    hidden_size: int = 96
+    num_layers: int = 3
+    num_heads: int = 4
+    intermediate_size: int = 192
+    max_params: int = D_MAX
+    n_random_candidates: int = 192
+    n_local_candidates: int = 96
+    max_query: int = 256
+
+    def __post_init__(self) -> None:
+        if self.hidden_size % self.num_heads:
+            raise ValueError(
+                f"hidden_size={self.hidden_size} must be divisible by num_heads={self.num_heads}; change one of them"
+            )
+        if not 1 <= self.max_params <= D_MAX:
+            raise ValueError(f"max_params must be in [1, {D_MAX}], got {self.max_params}")
+
+
+class PolicyNet(nn.Module):
+    """Trial-token transformer with a policy head and a value head."""
+
+    def __init__(self, cfg: AgentModelConfig) -> None:
+        super().__init__()
+        from transformers import LlamaConfig, LlamaModel  # transformers lives in this module only
+
+        self.cfg = cfg
+        d = cfg.hidden_size
+        self.role_w = nn.Embedding(len(ROLES), N_CH * d)
+        self.slot_w = nn.Embedding(D_MAX, N_CH * d)
+        nn.init.normal_(self.role_w.weight, std=0.3)
+        nn.init.normal_(self.slot_w.weight, std=0.05)
+        self.scal = nn.Linear(N_SCAL, d)
+        self.mix = nn.Sequential(nn.GELU(), nn.Linear(d, d))
+        llama = LlamaConfig(
+            hidden_size=d,
+            intermediate_size=cfg.intermediate_size,
+            num_hidden_layers=cfg.num_layers,
+            num_attention_heads=cfg.num_heads,
+            num_key_value_heads=cfg.num_heads,
+            vocab_size=8,
+            max_position_embeddings=8,
+            attention_dropout=0.0,
+        )
+        self.backbone = LlamaModel(llama)
+        self.backbone.embed_tokens = None  # we feed inputs_embeds only
+        self.score_head = nn.Sequential(nn.Linear(d, d), nn.GELU(), nn.Linear(d, 1))
+        self.value_head = nn.Sequential(nn.Linear(d, d), nn.GELU(), nn.Linear(d, 2))
+
+    def embed(self, dims: torch.Tensor, scal: torch.Tensor, roles: torch.Tensor, slots: torch.Tensor, dim_mask: torch.Tensor) -> torch.Tensor:
+        # dims [B, T, W, K]; roles/slots/dim_mask [B, W]
+        B, W = roles.shape
+        d = self.cfg.hidden_size
+        wts = (self.role_w(roles) + self.slot_w(slots)).view(B, W, N_CH, d)
+        wts = wts * dim_mask[..., None, None]
+        width = dim_mask.sum(dim=1).clamp(min=1.0).sqrt()[:, None, None]
+        h = torch.einsum("btwk,bwkd->btd", dims, wts) / width
+        return self.mix(h) + self.scal(scal)  # type: ignore[no-any-return]
+
+    def forward(self, batch: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        ctx = self.embed(batch["ctx_dims"], batch["ctx_scal"], batch["roles"], batch["slots"], batch["dim_mask"])
+        qry = self.embed(batch["q_dims"], batch["q_scal"], batch["roles"], batch["slots"], batch["dim_mask"])
+        x = torch.cat([ctx, qry], dim=1)
+        B, C, Q = x.shape[0], ctx.shape[1], qry.shape[1]
+        T = C + Q
+        cm, qm = batch["ctx_mask"], batch["q_mask"]
+        attend = torch.zeros(B, T, T, dtype=torch.bool)
+        attend[:, :, :C] = cm[:, None, :]
+        eye = torch.eye(T, dtype=torch.bool)[None]
+        attend = attend | eye
+        pos = torch.zeros(B, T, dtype=torch.long)
+        h = self.backbone(inputs_embeds=x, attention_mask=attend[:, None], position_ids=pos).last_hidden_state
+        hq = h[:, C:]
+        score = self.score_head(hq).squeeze(-1)
+        value = self.value_head(hq)
+        score = score.masked_fill(~qm, float("-inf"))
+        return {"score": score, "mu": value[..., 0], "log_sigma": value[..., 1].clamp(-5.0, 3.0)}
+
+
+def collate(items: Sequence[Encoded], extra: Sequence[Mapping[str, np.ndarray]] | None = None) -> dict[str, torch.Tensor]:
+    """Pad a list of encoded states into one batch of tensors (plus per-query extras such as labels)."""
+    B = len(items)
+    W = max(e.width for e in items)
+    C = max(max(e.ctx_dims.shape[0] for e in items), 1)
+    Q = max(max(e.q_dims.shape[0] for e in items), 1)
+    out = {
+        "ctx_dims": np.zeros((B, C, W, N_CH), np.float32),
+        "ctx_scal": np.zeros((B, C, N_SCAL), np.float32),
+        "q_dims": np.zeros((B, Q, W, N_CH), np.float32),
+        "q_scal": np.zeros((B, Q, N_SCAL), np.float32),
+        "roles": np.zeros((B, W), np.int64),
+        "slots": np.zeros((B, W), np.int64),
+        "dim_mask": np.zeros((B, W), np.float32),
+        "ctx_mask": np.zeros((B, C), bool),
+        "q_mask": np.zeros((B, Q), bool),
+    }
+    for b, e in enumerate(items):
+        c, q, w = e.ctx_dims.shape[0], e.q_dims.shape[0], e.width
+        out["ctx_dims"][b, :c, :w] = e.ctx_dims
+        out["ctx_scal"][b, :c] = e.ctx_scal
+        out["q_dims"][b, :q, :w] = e.q_dims
+        out["q_scal"][b, :q] = e.q_scal
+        out["roles"][b, :w] = e.roles
+        out["slots"][b, :w] = e.slots
+        out["dim_mask"][b, :w] = 1.0
+        out["ctx_mask"][b, :c] = True
+        out["q_mask"][b, :q] = True
+    if extra is not None:
+        for key in extra[0]:
+            arr = np.zeros((B, Q), np.float32)
+            for b, ex in enumerate(extra):
+                v = np.asarray(ex[key], np.float32)
+                arr[b, : len(v)] = v
+            out[key] = arr
+    return {k: torch.from_numpy(v) for k, v in out.items()}
+
+
+@dataclass
+class OODReport:
+    """Why an input is outside what the model was trained for (empty when it is fine)."""
+
+    reasons: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.reasons
+
+
+class TransformerAgent(Agent):
+    """The trained research agent (embedded default backend).
+
+    Load the shipped one with ``load_agent("default")``; see the module docstring for how it works.
+    """
+
+    name = "transformer"
+
+    def __init__(self, net: PolicyNet, *, meta: Mapping[str, Any] | None = None, temperature: float = 0.0) -> None:
+        self.net = net.eval()
+        self.cfg = net.cfg
+        self.meta = dict(meta or {})
+        self.temperature = temperature
+        self._fallback = ClassicalAgent()
+
+    # ------------------------------------------------------------------ construction / persistence
+    @classmethod
+    def from_config(cls, cfg: AgentModelConfig, *, seed: int = 0) -> TransformerAgent:
+        torch.manual_seed(seed)
+        return cls(PolicyNet(cfg))
+
+    def save(self, path: str | os.PathLike[str], *, extra_meta: Mapping[str, Any] | None = None) -> Path:
+        """Write ``model.safetensors``, ``config.json`` and a ``manifest.json`` with sha256 sums."""
+        from safetensors.torch import save_file
+
+        out = Path(path)
+        out.mkdir(parents=True, exist_ok=True)
+        state = {k: v.detach().contiguous() for k, v in self.net.state_dict().items()}
+        save_file(state, str(out / "model.safetensors"))
+        (out / "config.json").write_text(json.dumps({"format_version": FORMAT_VERSION, "model": asdict(self.cfg)}, indent=1))
+        meta = {**self.meta, **(extra_meta or {})}
+        files = {n: _sha256(out / n) for n in ("model.safetensors", "config.json")}
+        (out / "manifest.json").write_text(json.dumps({"files": files, "meta": meta}, indent=1, default=str))
+        return out
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str], *, verify: bool = True, **kwargs: Any) -> TransformerAgent:
+        p = Path(path)
+        for name in ("model.safetensors", "config.json", "manifest.json"):
+            if not (p / name).is_file():
+                raise CheckpointError(
+                    f"checkpoint {str(p)!r} lacks {name}; train one with "
+                    "`python -m training.pipeline --config training/configs/default.yaml`"
+                )
+        manifest = json.loads((p / "manifest.json").read_text())
+        if verify:
+            for name, digest in manifest.get("files", {}).items():
+                got = _sha256(p / name)
+                if got != digest:
+                    raise CheckpointError(f"{p / name} has sha256 {got[:12]}..., the manifest says {digest[:12]}...; the checkpoint is corrupt")
+        conf = json.loads((p / "config.json").read_text())
+        if conf.get("format_version") != FORMAT_VERSION:
+            raise CheckpointError(f"checkpoint format {conf.get('format_version')} is not supported (expected {FORMAT_VERSION})")
+        from safetensors.torch import load_file
+
+        net = PolicyNet(AgentModelConfig(**conf["model"]))
+        missing, unexpected = net.load_state_dict(load_file(str(p / "model.safetensors")), strict=False)
+        if missing or unexpected:
+            raise CheckpointError(f"checkpoint {str(p)!r} does not match the model: missing {missing}, unexpected {unexpected}")
+        return cls(net, meta=manifest.get("meta", {}), **kwargs)
+
+    # ------------------------------------------------------------------ guardrails
+    def check_input(self, history: History, space: SearchSpace, target: Mapping[str, float]) -> OODReport:
+        """Detect inputs the model was not trained for (it then falls back to the classical strategy)."""
+        r = OODReport()
+        if space.width == 0:
+            r.reasons.append("the search space is empty")
+        if space.width > self.cfg.max_params:
+            r.reasons.append(f"the space has {space.width} unit-cube coordinates, more than the {self.cfg.max_params} the model reads")
+        if len(target) > F_AX:
+            r.reasons.append(f"{len(target)} fidelity axes, more than the {F_AX} the model reads")
+        for k, v in target.items():
+            if not math.isfinite(float(v)):
+                r.reasons.append(f"target fidelity {k}={v!r} is not finite")
+        return r
+
+    # ------------------------------------------------------------------ proposing
+    def candidates(
+        self, enc_probe: Encoded, space: SearchSpace, history: History, rng: np.random.Generator
+    ) -> tuple[np.ndarray, list[dict[str, Any]]]:
+        """Candidate points in the unit cube when the caller gives no finite list."""
+        W = space.width
+        cfg = self.cfg
+        pts = [rng.random((cfg.n_random_candidates, W))]
+        centres = [enc_probe.extrap, enc_probe.near]
+        centres += [c.best_unit for c in enc_probe.cells]
+        for k, c in enumerate(centres):
+            scale = 0.03 if k == 0 else 0.06
+            pts.append(np.clip(c + rng.normal(0, scale, (cfg.n_local_candidates // max(len(centres), 1) + 1, W)), 0, 1))
+            pts.append(c[None])
+        raw = np.concatenate(pts)
+        # snap through the space so every candidate is valid, then dedupe
+        configs = [space.from_unit(u) for u in raw]
+        seen: set[Any] = set()
+        keep = []
+        for c in configs:
+            k = space.config_key(c)
+            if k not in seen:
+                seen.add(k)
+                keep.append(c)
+        return np.stack([space.to_unit(c) for c in keep]), keep
+
+    @torch.no_grad()
+    def score(self, history: History, space: SearchSpace, target: Mapping[str, float], units: np.ndarray) -> tuple[Encoded, np.ndarray, np.ndarray, np.ndarray]:
+        """Policy logits and value predictions (objective units) for candidate points."""
+        scores, mus, sigmas = [], [], []
+        base = encode(history, space, target, units[:0])
+        step = self.cfg.max_query
+        enc = base
+        for s in range(0, max(len(units), 1), step):
+            chunk = with_queries(base, units[s : s + step])
+            out = self.net(collate([chunk]))
+            scores.append(out["score"][0].numpy())
+            mus.append(out["mu"][0].numpy())
+            sigmas.append(out["log_sigma"][0].exp().numpy())
+            enc = chunk
+        score = np.concatenate(scores)[: len(units)]
+        value, std = enc.from_y(np.concatenate(mus)[: len(units)], np.concatenate(sigmas)[: len(units)])
+        return enc, score, value, std
+
+    def _propose(
+        self,
+        history: History,
+        space: SearchSpace,
+        target: dict[str, float],
+        n: int,
+        rng: np.random.Generator,
+        candidates: Sequence[Mapping[str, Any]] | None,
+        pending: list[Mapping[str, Any]],
+    ) -> list[Proposal]:
+        report = self.check_input(history, space, target)
+        if not report.ok:
+            logger.warning("input outside the agent's training distribution (%s); using the classical strategy", "; ".join(report.reasons))
+            return self._fallback._propose(history, space, target, n, rng, candidates, pending)
+        exclude = tried_keys(history, space, target, pending)
+        if candidates is not None and len(candidates) > 0:
+            configs = [dict(c) for c in candidates]
+            units = np.stack([space.to_unit(c) for c in configs])
+        else:
+            probe = encode(history, space, target, np.zeros((0, space.width)))
+            units, configs = self.candidates(probe, space, history, rng)
+        untried = [i for i, c in enumerate(configs) if space.config_key(c) not in exclude]
+        if not untried:  # everything tried: allow repeats rather than fail
+            untried = list(range(len(configs)))
+        enc, score, value, std = self.score(history, space, target, units[untried])
+        order = self._select(score, n, rng)
+        out = []
+        for j in order:
+            i = untried[j]
+            out.append(Proposal(
+                params=configs[i],
+                predicted_value=float(value[j]),
+                predicted_std=float(std[j]),
+                rationale=self._rationale(enc, space, target, units[i], float(value[j]), float(std[j]), history),
+                source="model",
+            ))
+        return out
+
+    def _select(self, score: np.ndarray, n: int, rng: np.random.Generator) -> list[int]:
+        if self.temperature > 0:
+            z = score / self.temperature
+            p = np.exp(z - z.max())
+            p /= p.sum()
+            k = min(n, int(np.count_nonzero(p)))
+            picks = list(rng.choice(len(score), size=k, replace=False, p=p))
+        else:
+            picks = list(np.argsort(-score, kind="stable")[:n])
+        while len(picks) < n:
+            picks.append(picks[-1] if picks else 0)
+        return [int(i) for i in picks]
+
+    def _rationale(self, enc: Encoded, space: SearchSpace, target: Mapping[str, float], u: np.ndarray, value: float, std: float, history: History) -> str:
+        return explain_choice(enc, space, target, u, value, std)
+
+
+def explain_choice(enc: Encoded, space: SearchSpace, target: Mapping[str, float], u: np.ndarray, value: float, std: float) -> str:
+    """A short plain-words rationale citing the evidence the serializer extracted."""
+    parts: list[str] = []
+    cheap = sorted((c for c in enc.cells if not c.is_target), key=lambda c: -float(np.sum(c.deltas)))
+    tgt = next((c for c in enc.cells if c.is_target), None)
+    names = space.names
+    if cheap:
+        parts.append(f"Read {sum(c.n for c in cheap)} low-fidelity runs in {len(cheap)} cells.")
+        trends = []
+        for name in names[:3]:
+            p = space.params[name]
+            if p.width != 1:
+                continue
+            i = names.index(name) if all(space.params[m].width == 1 for m in names) else None
+            if i is None:
+                continue
+            lo = space.from_unit(np.where(np.arange(space.width) == i, cheap[-1].soft_opt, enc.extrap))[name]
+            hi = space.from_unit(np.where(np.arange(space.width) == i, cheap[0].soft_opt, enc.extrap))[name]
+            ex = space.from_unit(enc.extrap)[name]
+            trends.append(f"{name} optimum {_fmt(lo)} at the cheapest cell -> {_fmt(hi)} at the nearest, extrapolated to {_fmt(ex)}")
+        if trends:
+            parts.append("; ".join(trends) + ".")
+        elif any(space.params[n].width > 1 for n in names):
+            parts.append("Mixture weights follow the trend of the cheaper cells' best mixtures.")
+    else:
+        parts.append("No low-fidelity evidence; the model falls back on its prior over LLM-like landscapes.")
+    if tgt is not None:
+        parts.append(f"{tgt.n} target runs so far, best {tgt.best_value:.4g}.")
+    dist = float(np.sqrt(np.mean((u - enc.extrap) ** 2)))
+    where = "at" if dist < 0.02 else ("near" if dist < 0.1 else "away from")
+    parts.append(f"This candidate lies {where} the extrapolated optimum (distance {dist:.2f} in the unit cube).")
+    if math.isfinite(value):
+        parts.append(f"Predicted outcome {value:.4g} +/- {std:.2g}.")
+    return " ".join(parts)
+
+
+def _fmt(v: Any) -> str:
+    if isinstance(v, float):
+        return f"{v:.3g}"
+    return str(v)
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
