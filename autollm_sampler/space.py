@@ -32,6 +32,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Mapping, Sequence
+from functools import lru_cache
 from typing import Annotated, Any, Literal, Union
 
 import numpy as np
@@ -93,6 +94,7 @@ _ROLE_PATTERNS: tuple[tuple[str, tuple[str, ...]], ...] = (
 )
 
 
+@lru_cache(maxsize=4096)
 def infer_role(name: str) -> str:
     """Guess a parameter's role from its name (``"peak_lr"`` -> ``"lr"``); ``"other"`` if unsure."""
     tokens = [t for t in name.lower().replace("-", "_").replace(".", "_").split("_") if t]
@@ -275,26 +277,18 @@ class CategoricalParam(_ParamBase):
     def numeric(self) -> bool:
         return all(_is_number(c) for c in self.choices)
 
+    def _cache_key(self) -> tuple[tuple[Choice, ...], tuple[type, ...]]:
+        # the types keep True apart from 1 (they compare and hash equal)
+        return self.choices, tuple(type(c) for c in self.choices)
+
     def positions(self, role: str = "other") -> np.ndarray:
-        """Unit-cube position of each choice (ordered by value for numeric choices)."""
-        n = len(self.choices)
-        if n == 1:
-            return np.array([0.5])
-        if not self.numeric:
-            return np.linspace(0.0, 1.0, n)
-        vals = np.array([float(c) for c in self.choices])
-        if vals.min() > 0 and (role in LOG_ROLES or vals.max() / vals.min() > 20):
-            vals = np.log(vals)
-        lo, hi = vals.min(), vals.max()
-        if hi == lo:
-            return np.full(n, 0.5)
-        return (vals - lo) / (hi - lo)
+        """Unit-cube position of each choice (ordered by value for numeric choices). Do not mutate it."""
+        return _categorical_positions(self._cache_key(), role)
 
     def index_of(self, name: str, value: Any) -> int:
-        key = _choice_key(value)
-        for i, c in enumerate(self.choices):
-            if _choice_key(c) == key:
-                return i
+        idx = _categorical_lookup(self._cache_key()).get(_choice_key(value))
+        if idx is not None:
+            return idx
         if _is_number(value) and self.numeric:
             for i, c in enumerate(self.choices):
                 if math.isclose(float(c), float(value), rel_tol=1e-9, abs_tol=1e-12):
@@ -317,6 +311,32 @@ class CategoricalParam(_ParamBase):
 
     def sample(self, rng: np.random.Generator) -> Choice:
         return self.choices[int(rng.integers(len(self.choices)))]
+
+
+@lru_cache(maxsize=8192)
+def _categorical_positions(key: tuple[tuple[Choice, ...], tuple[type, ...]], role: str) -> np.ndarray:
+    choices = key[0]
+    n = len(choices)
+    if n == 1:
+        out = np.array([0.5])
+    elif not all(_is_number(c) for c in choices):
+        out = np.linspace(0.0, 1.0, n)
+    else:
+        vals = np.array([float(c) for c in choices])
+        if vals.min() > 0 and (role in LOG_ROLES or vals.max() / vals.min() > 20):
+            vals = np.log(vals)
+        lo, hi = vals.min(), vals.max()
+        out = np.full(n, 0.5) if hi == lo else (vals - lo) / (hi - lo)
+    out.setflags(write=False)
+    return out
+
+
+@lru_cache(maxsize=8192)
+def _categorical_lookup(key: tuple[tuple[Choice, ...], tuple[type, ...]]) -> dict[tuple[str, Any], int]:
+    out: dict[tuple[str, Any], int] = {}
+    for i, c in enumerate(key[0]):
+        out.setdefault(_choice_key(c), i)
+    return out
 
 
 def _choice_key(c: Any) -> tuple[str, Any]:
@@ -482,6 +502,31 @@ class SearchSpace(BaseModel):
                 out.extend(p.to_unit(params[name]))
         return np.asarray(out, dtype=float)
 
+    def to_unit_many(self, configs: Sequence[Mapping[str, Any]]) -> np.ndarray:
+        """Map many (valid) configurations at once; shape ``(len(configs), width)``.
+
+        Same result as stacking :meth:`to_unit` row by row, but a categorical's lookup tables are built once
+        per parameter instead of once per value, which matters for wide spaces with thousands of rows.
+        """
+        out = np.empty((len(configs), self.width), dtype=float)
+        col = 0
+        for name, p in self.params.items():
+            if isinstance(p, CategoricalParam):
+                pos = p.positions(p.resolved_role(name))
+                lookup = _categorical_lookup(p._cache_key())
+                for j, cfg in enumerate(configs):
+                    v = cfg[name]
+                    idx = lookup.get(_choice_key(v))
+                    out[j, col] = pos[idx if idx is not None else p.index_of(name, v)]
+            elif isinstance(p, SimplexParam):
+                for j, cfg in enumerate(configs):
+                    out[j, col : col + p.width] = p.to_unit(cfg[name])
+            else:
+                for j, cfg in enumerate(configs):
+                    out[j, col] = p.to_unit(cfg[name])[0]
+            col += p.width
+        return out
+
     def from_unit(self, u: Sequence[float] | np.ndarray) -> dict[str, Any]:
         """Map a unit-cube point to the nearest valid configuration (snapping included)."""
         arr = np.asarray(u, dtype=float)
@@ -547,29 +592,71 @@ def parse_param(data: Mapping[str, Any]) -> Param:
         raise InvalidSpaceError(_format_validation_error("parameter", exc)) from None
 
 
-def _numeric_unit(p: Any, name: str, value: float) -> float | None:
-    """Position of a raw number on ``p``'s unit axis (clipped), or ``None`` if ``p`` is not numeric."""
+class Projector:
+    """Fast, reusable :func:`project_unit` into one destination space (axis tables precomputed)."""
+
+    def __init__(self, dst: SearchSpace) -> None:
+        self.dst = dst
+        self._axes: dict[str, tuple[np.ndarray, np.ndarray, bool] | None] = {}
+        for name, p in dst.params.items():
+            self._axes[name] = _numeric_axis(p, name)
+
+    def __call__(self, params: Mapping[str, Any]) -> np.ndarray:
+        by_role: dict[str, list[float]] = {}
+        carried: dict[str, list[float]] = {}
+        dst = self.dst
+        for name, p in dst.params.items():
+            if name not in params:
+                continue
+            v = params[name]
+            u: list[float] | None = None
+            axis = self._axes[name]
+            if isinstance(p, SimplexParam):
+                if isinstance(v, Mapping):
+                    w = np.array([max(float(v.get(c, 0.0)), 0.0) for c in p.components])
+                    u = list(w / w.sum()) if w.sum() > 0 else None
+            elif axis is not None and _is_number(v):
+                vals, pos, use_log = axis
+                x = float(v)
+                if use_log:
+                    x = math.log(x) if x > 0 else -1e300
+                u = [float(np.interp(x, vals, pos))] if len(vals) > 1 else [float(pos[0])]
+            else:
+                try:
+                    cv = p.validate_value(name, v)
+                    u = p.to_unit(cv, p.resolved_role(name)) if isinstance(p, CategoricalParam) else p.to_unit(cv)
+                except InvalidTrialError:
+                    u = None
+            if u is not None:
+                carried[name] = u
+                by_role.setdefault(p.resolved_role(name), []).extend(u)
+        out: list[float] = []
+        for name, p in dst.params.items():
+            if name in carried:
+                out.extend(carried[name])
+            elif isinstance(p, SimplexParam):
+                out.extend([1.0 / p.width] * p.width)
+            else:
+                pool = by_role.get(p.resolved_role(name))
+                out.append(float(np.mean(pool)) if pool else 0.5)
+        return np.asarray(out, dtype=float)
+
+
+def _numeric_axis(p: Any, name: str) -> tuple[np.ndarray, np.ndarray, bool] | None:
+    """(sorted axis values, their unit positions, log flag) of a numeric parameter, else ``None``."""
     if isinstance(p, (FloatParam, IntParam)):
         if p.high == p.low:
-            return 0.5
+            return np.array([float(p.low)]), np.array([0.5]), False
         if p.log:
-            if value <= 0:
-                return 0.0
-            return float(np.clip((math.log(value) - math.log(p.low)) / (math.log(p.high) - math.log(p.low)), 0, 1))
-        return float(np.clip((value - p.low) / (p.high - p.low), 0, 1))
+            return np.array([math.log(p.low), math.log(p.high)]), np.array([0.0, 1.0]), True
+        return np.array([float(p.low), float(p.high)]), np.array([0.0, 1.0]), False
     if isinstance(p, CategoricalParam) and p.numeric:
         vals = np.array([float(c) for c in p.choices])
         pos = p.positions(p.resolved_role(name))
         order = np.argsort(vals)
         vals, pos = vals[order], pos[order]
-        if len(vals) == 1:
-            return 0.5
-        use_log = vals.min() > 0 and (p.resolved_role(name) in LOG_ROLES or vals.max() / vals.min() > 20)
-        if use_log:
-            if value <= 0:
-                return float(pos[0])
-            return float(np.interp(math.log(value), np.log(vals), pos))
-        return float(np.interp(value, vals, pos))
+        use_log = bool(vals.min() > 0 and (p.resolved_role(name) in LOG_ROLES or vals.max() / vals.min() > 20))
+        return (np.log(vals) if use_log else vals), pos, use_log
     return None
 
 
@@ -580,37 +667,7 @@ def project_unit(params: Mapping[str, Any], src: SearchSpace | None, dst: Search
     is handled correctly. Choices present in ``dst`` keep their identity. Simplex weights are matched by
     component name. A ``dst`` parameter missing from ``params`` takes the mean position of the carried
     parameters with the same role, else the centre. This is how evidence moves between cells whose value
-    sets differ (e.g. HW-GPT-Bench S -> L). ``src`` is accepted for symmetry and may be ``None``.
+    sets differ (e.g. HW-GPT-Bench S -> L). ``src`` is accepted for symmetry and may be ``None``. Use
+    :class:`Projector` to project many configurations into one space.
     """
-    by_role: dict[str, list[float]] = {}
-    carried: dict[str, list[float]] = {}
-    for name, p in dst.params.items():
-        if name not in params:
-            continue
-        v = params[name]
-        u: list[float] | None = None
-        if isinstance(p, SimplexParam):
-            if isinstance(v, Mapping):
-                w = np.array([max(float(v.get(c, 0.0)), 0.0) for c in p.components])
-                u = list(w / w.sum()) if w.sum() > 0 else None
-        elif _is_number(v) and (x := _numeric_unit(p, name, float(v))) is not None:
-            u = [x]
-        else:
-            try:
-                cv = p.validate_value(name, v)
-                u = p.to_unit(cv, p.resolved_role(name)) if isinstance(p, CategoricalParam) else p.to_unit(cv)
-            except InvalidTrialError:
-                u = None
-        if u is not None:
-            carried[name] = u
-            by_role.setdefault(p.resolved_role(name), []).extend(u)
-    out: list[float] = []
-    for name, p in dst.params.items():
-        if name in carried:
-            out.extend(carried[name])
-        elif isinstance(p, SimplexParam):
-            out.extend([1.0 / p.width] * p.width)
-        else:
-            pool = by_role.get(p.resolved_role(name))
-            out.append(float(np.mean(pool)) if pool else 0.5)
-    return np.asarray(out, dtype=float)
+    return Projector(dst)(params)

@@ -121,10 +121,12 @@ def transfer_proposals(
     if not src:
         return random_proposals(space, n, rng, candidates=candidates, exclude=excluded)
     ranked = sorted(src, key=lambda t: sign * float(t.value))  # type: ignore[arg-type]
-    points = np.stack([project_unit(t.params, source_space, space) for t in ranked])
     out: list[dict[str, Any]] = []
     if candidates is not None and len(candidates) > 0:
-        cand_unit = np.stack([space.to_unit(c) for c in candidates])
+        # Each point takes its own nearest free row, so the n best source trials give the n proposals;
+        # projecting the rest (thousands of trials in wide spaces) would change nothing.
+        points = np.stack([project_unit(t.params, source_space, space) for t in ranked[: max(n, 1)]])
+        cand_unit = space.to_unit_many(candidates)
         ex_idx = {i for i, c in enumerate(candidates) if space.config_key(c) in excluded}
         rows = snap_to_candidates(points, cand_unit, ex_idx)
         # then neighbours of the best transferred point, nearest first
@@ -136,6 +138,7 @@ def transfer_proposals(
                 if len(rows) >= n:
                     break
         return [dict(candidates[i]) for i in rows[:n]]
+    points = np.stack([project_unit(t.params, source_space, space) for t in ranked])
     for p in points:
         c = space.from_unit(p)
         k = space.config_key(c)
