@@ -600,8 +600,32 @@ class Projector:
         self._axes: dict[str, tuple[np.ndarray, np.ndarray, bool] | None] = {}
         for name, p in dst.params.items():
             self._axes[name] = _numeric_axis(p, name)
+        self._memo: dict[int, tuple[Any, np.ndarray]] = {}
+
+    @classmethod
+    def for_space(cls, dst: SearchSpace) -> Projector:
+        """A shared projector per space object (its memo makes repeated histories cheap)."""
+        hit = _PROJECTORS.get(id(dst))
+        if hit is not None and hit[0] is dst:
+            return hit[1]
+        if len(_PROJECTORS) > 64:
+            _PROJECTORS.clear()
+        proj = cls(dst)
+        _PROJECTORS[id(dst)] = (dst, proj)
+        return proj
 
     def __call__(self, params: Mapping[str, Any]) -> np.ndarray:
+        """Project ``params``; results are memoised per params object (treat them as read-only)."""
+        hit = self._memo.get(id(params))
+        if hit is not None and hit[0] is params:
+            return hit[1]
+        out = self._project(params)
+        if len(self._memo) > 200_000:
+            self._memo.clear()
+        self._memo[id(params)] = (params, out)
+        return out
+
+    def _project(self, params: Mapping[str, Any]) -> np.ndarray:
         by_role: dict[str, list[float]] = {}
         carried: dict[str, list[float]] = {}
         dst = self.dst
@@ -640,6 +664,9 @@ class Projector:
                 pool = by_role.get(p.resolved_role(name))
                 out.append(float(np.mean(pool)) if pool else 0.5)
         return np.asarray(out, dtype=float)
+
+
+_PROJECTORS: dict[int, tuple[SearchSpace, Projector]] = {}
 
 
 def _numeric_axis(p: Any, name: str) -> tuple[np.ndarray, np.ndarray, bool] | None:

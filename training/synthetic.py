@@ -5,8 +5,8 @@ widened with tasks drawn from three families (all deterministic in their seed):
 
 ``lr_bs``
     Pretraining-style grids of learning rate x batch size over an (N, D) fidelity ladder. The optimum
-    drifts as a power law: ``lr* = a N^alpha D^beta`` (alpha in [-0.9, -0.2], beta in [-0.1, 0.45]) and
-    ``bs* = c D^gamma`` (gamma in [0.2, 0.7]). The loss is a tilted valley in (log lr, log bs), steeper
+    drifts as a power law: ``lr* = a (N/1e8)^alpha (D/1e10)^beta`` (alpha in [-0.9, -0.2], beta in [-0.1, 0.45]) and
+    ``bs* = c (D/1e10)^gamma`` (gamma in [0.2, 0.7]). The loss is a tilted valley in (log lr, log bs), steeper
     on the high-lr side, with a divergence wall beyond a margin above lr* (diverged runs get a loss of 4-8),
     a floor that falls with N and D, and run-to-run noise. Each cell's grid is shifted with the optimum,
     as real sweeps are, and some grid points are missing.
@@ -56,8 +56,8 @@ def _lr_bs(rng: np.random.Generator, seed: int) -> TabularTask:
     Ns = 1e8 * np.exp(np.sort(rng.uniform(0, math.log(20), n_levels)))
     D_per_N = np.exp(rng.uniform(math.log(10), math.log(200), 4))
     alpha, beta, gamma = rng.uniform(-0.9, -0.2), rng.uniform(-0.1, 0.45), rng.uniform(0.2, 0.7)
-    a = math.exp(rng.uniform(-1, 1)) * 1.8
-    c = math.exp(rng.uniform(-0.7, 0.7)) * 0.58
+    a = math.exp(rng.normal(0, 0.5)) * 2e-3
+    c = math.exp(rng.normal(0, 0.5)) * 256.0
     curv_lr, curv_bs = rng.uniform(0.01, 0.06), rng.uniform(0.003, 0.03)
     cross = rng.uniform(-0.5, 0.5) * math.sqrt(curv_lr * curv_bs)
     asym = rng.uniform(1.0, 3.0)
@@ -70,13 +70,13 @@ def _lr_bs(rng: np.random.Generator, seed: int) -> TabularTask:
     keep = rng.choice(len(pairs), size=min(len(pairs), int(rng.integers(6, 16))), replace=False)
     for k in sorted(keep):
         N, D = pairs[k]
-        lr_opt = a * N ** alpha * D ** beta
-        bs_opt = c * D ** gamma / 2048.0
+        lr_opt = a * (N / 1e8) ** alpha * (D / 1e10) ** beta
+        bs_opt = c * (D / 1e10) ** gamma
         floor = 1.7 + 2.0e3 * N ** -0.34 + 4.0e3 * D ** -0.28
         lr0 = math.log(lr_opt) + rng.normal(0, 0.4) - lr_step * n_lr / 2
         bs0 = math.log(max(bs_opt, 8.0)) + rng.normal(0, 0.3) - lr_step * n_bs / 2
         lrs = [float(f"{math.exp(lr0 + i * lr_step):.3g}") for i in range(n_lr)]
-        bss = sorted({int(round(math.exp(bs0 + j * lr_step) / 8) * 8) or 8 for j in range(n_bs)})
+        bss = sorted({max(8, int(round(math.exp(bs0 + j * lr_step) / 8) * 8)) for j in range(n_bs)})
         configs, values = [], []
         for lr in lrs:
             for bs in bss:
@@ -92,7 +92,7 @@ def _lr_bs(rng: np.random.Generator, seed: int) -> TabularTask:
                 values.append(v)
         space = SearchSpace(params={"lr": CategoricalParam(choices=tuple(lrs), role="lr"),
                                     "batch_size": CategoricalParam(choices=tuple(bss), role="batch_size")})
-        cells.append(Cell(name=f"N={N:.3g},D={D:.3g}", fidelity={"n_params": float(N), "n_tokens": float(D)},
+        cells.append(Cell(name=f"N={N:.6g},D={D:.6g}", fidelity={"n_params": float(N), "n_tokens": float(D)},
                           space=space, configs=configs, values=np.array(values), costs=np.full(len(values), 6 * N * D)))
     return TabularTask(f"synthetic-lr_bs-{seed}", cells, _meta("synthetic lr x batch size ladder"))
 

@@ -169,16 +169,19 @@ def _select_context(groups: list[tuple[list[int], bool]], budget: int) -> list[i
         for idx in cheap:
             chosen.extend(idx)
         return chosen
+    spread: list[int] = []  # every cell's best goes first, so rounding overflow only drops spread points
     for idx in cheap:  # idx is sorted best first
         quota = max(2, int(round(left * len(idx) / max(total, 1))))
         if len(idx) <= quota:
-            chosen.extend(idx)
+            chosen.append(idx[0])
+            spread.extend(idx[1:])
             continue
         n_best = max(1, quota // 2)
         rest = idx[n_best:]
         pick = np.linspace(0, len(rest) - 1, quota - n_best).round().astype(int)
-        chosen.extend(idx[:n_best] + [rest[i] for i in sorted(set(pick.tolist()))])
-    return chosen[: budget + len([1 for _, t in groups if t])]
+        chosen.append(idx[0])
+        spread.extend(idx[1:n_best] + [rest[i] for i in sorted(set(pick.tolist()))])
+    return (chosen + spread)[:budget]
 
 
 def encode(
@@ -200,7 +203,7 @@ def encode(
     # --- usable trials, projected into the target space
     trials: list[Trial] = []
     units: list[np.ndarray] = []
-    project = Projector(space)
+    project = Projector.for_space(space)
     for t in history.trials:
         if t.state == "running":
             continue
