@@ -1,0 +1,261 @@
+"""Pieces shared by every integration: agent resolution, target checks, seeds and the cost-aware schedule.
+
+Nothing here imports Optuna or Ray, so the ask/tell object and the CLI stay light.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from autollm_sampler.agent import Agent, load_agent
+from autollm_sampler.exceptions import CheckpointError
+
+__all__ = [
+    "AgentSpec",
+    "CostSchedule",
+    "FidelityLevel",
+    "check_target",
+    "derive_seed",
+    "finite_or_none",
+    "fresh_seed",
+    "parse_levels",
+    "resolve_agent",
+]
+
+logger = logging.getLogger(__name__)
+
+#: What the integrations accept as ``agent=``: an :class:`Agent`, ``"default"``, ``"classical"`` or a path.
+AgentSpec = Agent | str | os.PathLike[str]
+
+
+def resolve_agent(agent: AgentSpec) -> Agent:
+    """Turn an ``agent=`` argument into an :class:`Agent`.
+
+    ``"default"`` falls back to the classical agent (with a warning) when the shipped checkpoint or its
+    model backend is not available. An explicit checkpoint path that fails to load raises: the caller asked
+    for that model specifically.
+
+    Raises:
+        CheckpointError: if an explicit checkpoint path is missing or corrupt.
+        TypeError: if ``agent`` is neither an :class:`Agent` nor a string / path.
+    """
+    if isinstance(agent, Agent):
+        return agent
+    if not isinstance(agent, (str, os.PathLike)):
+        raise TypeError(
+            f"agent must be an Agent, 'default', 'classical' or a checkpoint path, got {type(agent).__name__}"
+        )
+    if str(agent) == "default":
+        try:
+            return load_agent("default")
+        except (ImportError, CheckpointError, FileNotFoundError) as exc:
+            logger.warning(
+                "the default agent could not be loaded (%s: %s); using the classical agent instead",
+                type(exc).__name__,
+                exc,
+            )
+            return load_agent("classical")
+    return load_agent(agent)
+
+
+def check_target(fidelity: Sequence[str], target: Mapping[str, float] | None) -> dict[str, float]:
+    """Validate the ``fidelity`` axes and the ``target`` point together; returns the target as floats.
+
+    Raises:
+        ValueError: naming the axis that is missing, unexpected or not a finite number.
+    """
+    axes = tuple(fidelity)
+    if len(set(axes)) != len(axes):
+        raise ValueError(f"fidelity={list(axes)!r} names an axis twice; list each axis once")
+    if target is None:
+        if axes:
+            raise ValueError(
+                f"fidelity={list(axes)!r} needs target=: pass the expensive setting, e.g. "
+                f"target={{{axes[0]!r}: 7e9}}"
+            )
+        return {}
+    if not isinstance(target, Mapping):
+        raise ValueError(f"target must be a mapping of fidelity axis to number, got {target!r}")
+    missing = [a for a in axes if a not in target]
+    extra = [str(a) for a in target if a not in axes]
+    if missing or extra:
+        raise ValueError(
+            f"target={dict(target)!r} does not match fidelity={list(axes)!r} "
+            f"(missing {missing!r}, unexpected {extra!r}); give one value per fidelity axis"
+        )
+    out: dict[str, float] = {}
+    for a in axes:
+        v = target[a]
+        if isinstance(v, bool) or not isinstance(v, (int, float, np.integer, np.floating)) or not math.isfinite(float(v)):
+            raise ValueError(f"target[{a!r}] is {v!r}; it must be a finite number")
+        out[a] = float(v)
+    return out
+
+
+def finite_or_none(x: Any) -> float | None:
+    """``float(x)`` if it is a finite number, else ``None`` (bools and strings are not numbers)."""
+    if isinstance(x, bool) or not isinstance(x, (int, float, np.integer, np.floating)):
+        return None
+    v = float(x)
+    return v if math.isfinite(v) else None
+
+
+def fresh_seed() -> int:
+    """A random 32-bit seed from the operating system's entropy."""
+    return int(np.random.SeedSequence().generate_state(1)[0])
+
+
+def derive_seed(base: int, *keys: int) -> int:
+    """A deterministic 32-bit seed for one step (``keys``, e.g. the trial number) of a seeded run."""
+    return int(np.random.SeedSequence([int(base) & 0xFFFFFFFF, *[int(k) & 0xFFFFFFFF for k in keys]]).generate_state(1)[0])
+
+
+@dataclass(frozen=True)
+class FidelityLevel:
+    """One fidelity the cost-aware mode may run: its point on the fidelity axes and the cost of one run."""
+
+    fidelity: dict[str, float]
+    cost: float
+    name: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "fidelity": dict(self.fidelity), "cost": self.cost}
+
+
+def _level_name(fid: Mapping[str, float]) -> str:
+    return ",".join(f"{k}={v:.4g}" for k, v in fid.items())
+
+
+def parse_levels(levels: Sequence[Mapping[str, Any]], axes: Sequence[str]) -> list[FidelityLevel]:
+    """Validate ``fidelity_levels=[{axis: value, ..., "cost": c, "name": optional}, ...]``.
+
+    Raises:
+        ValueError: naming the level (by index) and the field that is wrong.
+    """
+    if isinstance(levels, Mapping) or not isinstance(levels, Sequence) or len(levels) == 0:
+        raise ValueError("fidelity_levels must be a non-empty list of {axis: value, ..., 'cost': c} dicts")
+    out: list[FidelityLevel] = []
+    seen: set[tuple[float, ...]] = set()
+    for i, lvl in enumerate(levels):
+        if not isinstance(lvl, Mapping):
+            raise ValueError(f"fidelity_levels[{i}] is {lvl!r}; expected a dict with the fidelity axes and 'cost'")
+        cost = finite_or_none(lvl.get("cost"))
+        if cost is None or cost <= 0:
+            raise ValueError(f"fidelity_levels[{i}]['cost'] is {lvl.get('cost')!r}; give a finite cost > 0 per run")
+        unknown = [str(k) for k in lvl if k not in ("cost", "name") and k not in axes]
+        if unknown:
+            raise ValueError(f"fidelity_levels[{i}] has unknown key(s) {unknown!r}; the fidelity axes are {list(axes)!r}")
+        fid: dict[str, float] = {}
+        for a in axes:
+            v = finite_or_none(lvl.get(a))
+            if v is None:
+                raise ValueError(f"fidelity_levels[{i}][{a!r}] is {lvl.get(a)!r}; give a finite number for every axis")
+            fid[a] = v
+        key = tuple(fid[a] for a in axes)
+        if key in seen:
+            raise ValueError(f"fidelity_levels[{i}] repeats the fidelity {fid!r}; list each level once")
+        seen.add(key)
+        out.append(FidelityLevel(fid, cost, str(lvl.get("name") or _level_name(fid))))
+    return out
+
+
+def same_fidelity(a: Mapping[str, float], b: Mapping[str, float]) -> bool:
+    """Whether two fidelity points are equal on every axis (to 10 significant digits)."""
+    if set(a) != set(b):
+        return False
+    return all(math.isclose(float(a[k]), float(b[k]), rel_tol=1e-9, abs_tol=0.0) for k in a)
+
+
+class CostSchedule:
+    """The fidelity-choice rule of the cost-aware mode (Setting B of BENCHMARK.md).
+
+    The budget (default: 5 target runs) is split in two. ``low_fidelity_share`` of it is reserved for the
+    levels below the target, in equal parts per level; the rest (and whatever the cheap levels leave
+    unspent) goes to the target. Each new trial runs at the cheapest level whose part still affords one
+    more run; once every cheap part is used, at the target while it is affordable; then at the most
+    expensive level still affordable. When nothing is affordable the budget is spent.
+
+    So a study climbs the ladder: cheap runs first, whose results the agent transfers to the next level,
+    then a few target runs placed by that evidence. Running trials count as spent.
+
+    Example:
+        >>> levels = parse_levels([{"n": 1, "cost": 1.0}, {"n": 10, "cost": 10.0}], ["n"])
+        >>> s = CostSchedule(levels, target={"n": 10})
+        >>> s.budget, s.choose({}), s.choose({0: 20.0})
+        (50.0, 0, 1)
+    """
+
+    def __init__(
+        self,
+        levels: Sequence[FidelityLevel],
+        *,
+        target: Mapping[str, float],
+        budget: float | None = None,
+        low_fidelity_share: float = 0.4,
+    ) -> None:
+        idx = [i for i, lv in enumerate(levels) if same_fidelity(lv.fidelity, target)]
+        if not idx:
+            raise ValueError(
+                f"target={dict(target)!r} is not one of fidelity_levels {[lv.fidelity for lv in levels]!r}; "
+                "add the target level (with its cost) to fidelity_levels"
+            )
+        if not (0.0 <= low_fidelity_share < 1.0):
+            raise ValueError(f"low_fidelity_share={low_fidelity_share!r} must be in [0, 1)")
+        self.levels = list(levels)
+        self.target_index = idx[0]
+        target_cost = self.levels[self.target_index].cost
+        if budget is None:
+            budget = 5.0 * target_cost
+        b = finite_or_none(budget)
+        if b is None or b <= 0:
+            raise ValueError(f"budget={budget!r} must be a finite number > 0 (in the same unit as the level costs)")
+        self.budget = b
+        self.low_fidelity_share = float(low_fidelity_share)
+        cheap = [i for i in range(len(self.levels)) if i != self.target_index and self.levels[i].cost < target_cost]
+        self.cheap_order = sorted(cheap, key=lambda i: (self.levels[i].cost, i))
+        self.allotment = (self.low_fidelity_share * self.budget / len(self.cheap_order)) if self.cheap_order else 0.0
+
+    @property
+    def target(self) -> FidelityLevel:
+        return self.levels[self.target_index]
+
+    def level_of(self, fidelity: Mapping[str, float]) -> int | None:
+        """Index of the level with this fidelity, or ``None``."""
+        for i, lv in enumerate(self.levels):
+            if same_fidelity(lv.fidelity, fidelity):
+                return i
+        return None
+
+    def remaining(self, spent_by_level: Mapping[int | None, float]) -> float:
+        return self.budget - float(sum(spent_by_level.values()))
+
+    def choose(self, spent_by_level: Mapping[int | None, float]) -> int | None:
+        """The level of the next run given what was spent per level (key ``None``: off-level runs)."""
+        remaining = self.remaining(spent_by_level)
+        eps = 1e-9 * self.budget
+        for i in self.cheap_order:
+            c = self.levels[i].cost
+            if spent_by_level.get(i, 0.0) + c <= self.allotment + eps and c <= remaining + eps:
+                return i
+        if self.target.cost <= remaining + eps:
+            return self.target_index
+        affordable = [i for i, lv in enumerate(self.levels) if lv.cost <= remaining + eps]
+        if not affordable:
+            return None
+        return max(affordable, key=lambda i: (self.levels[i].cost, -i))
+
+    def describe(self, level: int, spent_by_level: Mapping[int | None, float]) -> str:
+        lv = self.levels[level]
+        spent = float(sum(spent_by_level.values()))
+        what = "the target" if level == self.target_index else "a cheaper level"
+        return (
+            f"Cost-aware: runs at {what} ({lv.name}, cost {lv.cost:.4g}); {spent:.4g} of the budget "
+            f"{self.budget:.4g} was spent or committed before this run."
+        )

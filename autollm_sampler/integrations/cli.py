@@ -1,0 +1,305 @@
+"""``autollm-sampler suggest`` and ``autollm-sampler explain``: the agent for in-house sweep scripts.
+
+::
+
+    autollm-sampler suggest --space SPACE --history HISTORY --target AXIS=VALUE[,AXIS=VALUE] [-n N]
+                            [--seed S] [--agent default|classical|PATH]
+
+prints a JSON list of proposals, each ``{"params": {...}, "predicted_value": float, "predicted_std": float,
+"rationale": str}`` (the two predictions are ``null`` when the agent has no basis for one).
+
+* SPACE (``.yaml``/``.yml`` or ``.json``): ``{"direction": "minimize"|"maximize", "params": {NAME: {"type":
+  "float"|"int", "low": .., "high": .., "log": bool, "step": ..} | {"type": "categorical", "choices": [..]} |
+  {"type": "simplex", "components": [..]}}}``.
+* HISTORY (``.jsonl`` or ``.csv``): one trial a line, ``{"params": {...}, "fidelity": {AXIS: number},
+  "value": number, "state": "complete"|"failed"|"pruned"|"running"}``; in CSV, columns ``param:NAME`` (or
+  bare names), ``fidelity:AXIS``, ``value``, ``state``. A trial without fidelity is a target trial. An
+  empty file is a valid, empty history.
+
+A bad file exits with code 2 and a message naming the file, the line and the field.
+``explain`` takes the same options and prints the evidence and the proposals in words.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import json
+import math
+import sys
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+
+from autollm_sampler.exceptions import InvalidHistoryError, InvalidSpaceError, InvalidTrialError
+from autollm_sampler.history import History, Trial, fidelity_key
+from autollm_sampler.integrations._common import resolve_agent
+from autollm_sampler.integrations._explain import describe_history, describe_proposals
+from autollm_sampler.space import SearchSpace
+
+__all__ = ["add_parser", "load_space", "load_history", "parse_target", "suggest"]
+
+
+# ---------------------------------------------------------------------- SPACE
+def _line_of(root: yaml.Node | None, loc: Sequence[Any]) -> int | None:
+    """1-based line of the node at ``loc`` in a composed YAML/JSON document (deepest node found)."""
+    node = root
+    line = node.start_mark.line + 1 if node is not None else None
+    for key in loc:
+        if isinstance(node, yaml.MappingNode):
+            nxt = None
+            for k, v in node.value:
+                if isinstance(k, yaml.ScalarNode) and k.value == str(key):
+                    nxt = v
+                    line = k.start_mark.line + 1
+                    break
+            node = nxt
+        elif isinstance(node, yaml.SequenceNode) and isinstance(key, int) and key < len(node.value):
+            node = node.value[key]
+            line = node.start_mark.line + 1
+        else:
+            break
+        if node is None:
+            break
+    return line
+
+
+def _read(path: str | Path, what: str) -> str:
+    try:
+        return Path(path).read_text()
+    except OSError as exc:
+        raise (InvalidSpaceError if what == "space" else InvalidHistoryError)(
+            f"{path}: cannot read the {what} file ({exc.strerror})"
+        ) from None
+
+
+def load_space(path: str | Path) -> SearchSpace:
+    """Read a SPACE file (YAML or JSON).
+
+    Raises:
+        InvalidSpaceError: naming the file, the line and the field.
+    """
+    text = _read(path, "space")
+    suffix = Path(path).suffix.lower()
+    data: Any
+    if suffix == ".json":
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise InvalidSpaceError(f"{path}, line {exc.lineno}: not valid JSON ({exc.msg})") from None
+    else:
+        try:
+            data = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            mark = getattr(exc, "problem_mark", None)
+            where = f", line {mark.line + 1}" if mark is not None else ""
+            problem = getattr(exc, "problem", None) or str(exc)
+            raise InvalidSpaceError(f"{path}{where}: not valid YAML ({problem})") from None
+    if not isinstance(data, Mapping):
+        raise InvalidSpaceError(f"{path}, line 1: the space must be a mapping with 'params' (and 'direction'), got {type(data).__name__}")
+    if "params" not in data:
+        raise InvalidSpaceError(f"{path}, line 1, field 'params': missing; list the parameters under 'params'")
+    try:
+        return SearchSpace.model_validate(dict(data))
+    except ValidationError as exc:
+        try:
+            root = yaml.compose(text)
+        except yaml.YAMLError:
+            root = None
+        msgs = []
+        for err in exc.errors():
+            loc = [x for x in err.get("loc", ()) if x not in ("float", "int", "categorical", "simplex")]
+            line = _line_of(root, loc)
+            field = ".".join(str(x) for x in loc) or "(top level)"
+            got = err.get("input")
+            msgs.append(f"{path}, line {line}, field {field!r}: {err.get('msg', 'invalid')} (got {got!r})")
+        raise InvalidSpaceError("; ".join(msgs)) from None
+
+
+# ---------------------------------------------------------------------- HISTORY
+def _csv_lines(text: str) -> list[int]:
+    """The line number of each data row of a CSV text (header is line 1)."""
+    reader = csv.reader(io.StringIO(text))
+    out: list[int] = []
+    start = 1
+    for i, _ in enumerate(reader):
+        if i > 0:
+            out.append(start)
+        start = reader.line_num + 1
+    return out
+
+
+def load_history(path: str | Path | None, space: SearchSpace, target: Mapping[str, float]) -> History:
+    """Read a HISTORY file (JSONL or CSV) and check it against ``space`` and ``target``.
+
+    Target-fidelity trials must fit the space; cheaper trials may use other values (they are carried over
+    by value) but only the space's parameter names.
+
+    Raises:
+        InvalidHistoryError / InvalidTrialError: naming the file, the line and the field.
+    """
+    if path is None:
+        return History(fidelity_axes=tuple(target))
+    text = _read(path, "history")
+    src = str(path)
+    if Path(path).suffix.lower() == ".csv":
+        history = History.from_csv(text, source=src) if text.strip() else History()
+        lines = _csv_lines(text)
+    else:
+        records = []
+        for line_no, line in enumerate(text.splitlines(), start=1):
+            if not line.strip():
+                continue
+            try:
+                rec = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise InvalidHistoryError(f"{src}, line {line_no}: not valid JSON ({exc.msg})") from None
+            if not isinstance(rec, dict):
+                raise InvalidHistoryError(f"{src}, line {line_no}: expected a JSON object, got {rec!r}")
+            records.append((line_no, rec))
+        history = History.from_records(records, source=src)
+        lines = [n for n, _ in records]
+    axes = tuple(history.fidelity_axes)
+    if axes and not target:
+        raise InvalidHistoryError(f"{src}: the history has fidelity axes {list(axes)}; pass --target with a value for each")
+    missing = [a for a in axes if a not in target]
+    extra = [a for a in target if axes and a not in axes]
+    if missing or extra:
+        raise InvalidHistoryError(
+            f"--target {dict(target)!r} does not match the fidelity axes {list(axes)} of {src} "
+            f"(missing {missing}, unexpected {extra})"
+        )
+    tkey = fidelity_key(target)
+    checked = History(fidelity_axes=tuple(target))
+    for i, t in enumerate(history.trials):
+        where = f"{src}, line {lines[i] if i < len(lines) else '?'}"
+        checked.add(_check_trial(t, space, tkey, where))
+    return checked
+
+
+def _check_trial(t: Trial, space: SearchSpace, tkey: Any, where: str) -> Trial:
+    unknown = sorted(set(t.params) - set(space.params))
+    if unknown:
+        raise InvalidTrialError(f"{where}, field 'params.{unknown[0]}': unknown parameter; the space has {sorted(space.params)}")
+    if not t.fidelity or fidelity_key(t.fidelity) == tkey:
+        for name, p in space.params.items():
+            if name not in t.params:
+                raise InvalidTrialError(f"{where}, field 'params.{name}': missing (a target trial needs every parameter)")
+            try:
+                p.validate_value(name, t.params[name])
+            except InvalidTrialError as exc:
+                raise InvalidTrialError(f"{where}, field 'params.{name}': {exc}") from None
+    return t
+
+
+def parse_target(text: str | Sequence[str] | None) -> dict[str, float]:
+    """``"n_params=7e9,n_tokens=1e11"`` (or several such strings) -> ``{"n_params": 7e9, ...}``.
+
+    Raises:
+        InvalidHistoryError: naming the bad item and the expected form.
+    """
+    if text is None:
+        return {}
+    items = [text] if isinstance(text, str) else list(text)
+    out: dict[str, float] = {}
+    for chunk in items:
+        for item in chunk.split(","):
+            item = item.strip()
+            if not item:
+                continue
+            axis, sep, val = item.partition("=")
+            if not sep or not axis.strip():
+                raise InvalidHistoryError(f"--target: {item!r} is not AXIS=VALUE (e.g. --target n_params=7e9,n_tokens=1e11)")
+            try:
+                v = float(val)
+            except ValueError:
+                raise InvalidHistoryError(f"--target: value of {axis.strip()!r} is {val!r}, not a number") from None
+            if not math.isfinite(v):
+                raise InvalidHistoryError(f"--target: value of {axis.strip()!r} is {val!r}; give a finite number")
+            out[axis.strip()] = v
+    return out
+
+
+# ---------------------------------------------------------------------- commands
+def _jsonable(x: Any) -> Any:
+    if isinstance(x, float):
+        return x if math.isfinite(x) else None
+    if isinstance(x, Mapping):
+        return {str(k): _jsonable(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_jsonable(v) for v in x]
+    if hasattr(x, "item"):  # numpy scalars
+        return _jsonable(x.item())
+    return x
+
+
+def suggest(
+    space: SearchSpace, history: History, target: Mapping[str, float], *, n: int = 1, seed: int | None = None, agent: str = "default"
+) -> list[dict[str, Any]]:
+    """The proposals as plain data (what ``suggest`` prints)."""
+    pending = [t.params for t in history.trials if t.state == "running"]
+    done = History(fidelity_axes=history.fidelity_axes, trials=[t for t in history.trials if t.state != "running"])
+    props = resolve_agent(agent).propose(done, space, dict(target), n=n, seed=seed, pending=pending)
+    return [
+        {
+            "params": _jsonable(p.params),
+            "predicted_value": _jsonable(float(p.predicted_value)),
+            "predicted_std": _jsonable(float(p.predicted_std)),
+            "rationale": p.rationale,
+        }
+        for p in props
+    ]
+
+
+def _load_all(args: argparse.Namespace) -> tuple[SearchSpace, History, dict[str, float]]:
+    if args.n < 1:
+        raise InvalidHistoryError(f"-n is {args.n}; ask for at least one proposal")
+    space = load_space(args.space)
+    target = parse_target(args.target)
+    history = load_history(args.history, space, target)
+    return space, history, target
+
+
+def _cmd_suggest(args: argparse.Namespace) -> int:
+    space, history, target = _load_all(args)
+    out = suggest(space, history, target, n=args.n, seed=args.seed, agent=args.agent)
+    sys.stdout.write(json.dumps(out, indent=2 if args.pretty else None) + "\n")
+    return 0
+
+
+def _cmd_explain(args: argparse.Namespace) -> int:
+    space, history, target = _load_all(args)
+    pending = [t.params for t in history.trials if t.state == "running"]
+    done = History(fidelity_axes=history.fidelity_axes, trials=[t for t in history.trials if t.state != "running"])
+    props = resolve_agent(args.agent).propose(done, space, target, n=args.n, seed=args.seed, pending=pending)
+    lines = describe_history(history, space, target) + describe_proposals(props, target)
+    sys.stdout.write("\n".join(lines) + "\n")
+    return 0
+
+
+def _common_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--space", required=True, metavar="SPACE", help="search space, YAML or JSON")
+    p.add_argument("--history", metavar="HISTORY", default=None, help="earlier trials, JSONL or CSV (may be empty)")
+    p.add_argument(
+        "--target", metavar="AXIS=VALUE[,AXIS=VALUE]", action="append", default=None,
+        help="the target fidelity, one value per fidelity axis of the history",
+    )
+    p.add_argument("-n", type=int, default=1, help="number of proposals (default 1)")
+    p.add_argument("--seed", type=int, default=None, help="random seed for reproducible proposals")
+    p.add_argument("--agent", default="default", metavar="default|classical|PATH", help="which agent proposes (default: the shipped model)")
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    """Add ``suggest`` and ``explain`` to the ``autollm-sampler`` command line."""
+    p = subparsers.add_parser("suggest", help="propose the next configurations as JSON", description=__doc__,
+                              formatter_class=argparse.RawDescriptionHelpFormatter)
+    _common_args(p)
+    p.add_argument("--pretty", action="store_true", help="indent the JSON output")
+    p.set_defaults(func=_cmd_suggest)
+    e = subparsers.add_parser("explain", help="explain the evidence and the next proposals in words")
+    _common_args(e)
+    e.set_defaults(func=_cmd_explain)

@@ -1,0 +1,531 @@
+"""``AutoLLMSearcher``: the research agent as a Ray Tune search algorithm.
+
+Tune's ``param_space`` is converted in :meth:`AutoLLMSearcher.set_search_properties`: ``uniform`` /
+``loguniform`` / ``quniform`` / ``qloguniform`` become floats, ``randint`` / ``lograndint`` / ``qrandint`` /
+``qlograndint`` integers (Tune's exclusive upper bounds respected), ``choice`` a categorical. Nested
+dicts are flattened to ``"outer/inner"`` names and rebuilt in every suggested config. Constants stay
+constants. ``grid_search``, ``sample_from`` and ``randn`` are refused with a clear error; pass an explicit
+:class:`~autollm_sampler.space.SearchSpace` as ``space=`` instead (which is also how mixture weights, a
+``simplex`` parameter, reach Tune: its value in the config is a ``{component: weight}`` dict).
+
+Every suggested config also carries the trial's fidelity, one key per axis (``config["n_tokens"]``): the
+target, or in the cost-aware mode (``fidelity_levels=``) the level the searcher chose within ``budget``.
+Earlier cheap runs come in as ``history=`` or through :meth:`AutoLLMSearcher.add_evaluated_point` with the
+fidelity keys among the parameters.
+
+Trials that error out, or end without the metric, are recorded as failed; trials stopped early by a
+scheduler such as ASHA as pruned with their last metric (a trial that ran fewer iterations than the
+longest trial at its fidelity was stopped early). Running
+and paused trials are pending: their configurations are not proposed again.
+
+Example:
+    >>> from ray import tune
+    >>> searcher = AutoLLMSearcher(metric="loss", mode="min", fidelity=("n_tokens",),
+    ...                            target={"n_tokens": 2e10}, agent="classical", seed=0)
+    >>> searcher.set_search_properties(None, None, {"lr": tune.loguniform(1e-4, 1e-1)})
+    True
+    >>> cfg = searcher.suggest("trial_0")
+    >>> sorted(cfg), cfg["n_tokens"]
+    (['lr', 'n_tokens'], 20000000000.0)
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import pickle
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+from ray.tune.search import Searcher
+from ray.tune.search.sample import Categorical, Domain, Float, Integer, LogUniform, Quantized, Uniform
+from ray.tune.search.variant_generator import parse_spec_vars
+
+from autollm_sampler.agent import Agent, Proposal
+from autollm_sampler.exceptions import InvalidSpaceError
+from autollm_sampler.history import History, Trial
+from autollm_sampler.integrations._common import (
+    AgentSpec,
+    CostSchedule,
+    check_target,
+    derive_seed,
+    finite_or_none,
+    fresh_seed,
+    parse_levels,
+    resolve_agent,
+    same_fidelity,
+)
+from autollm_sampler.integrations._explain import describe_history, describe_proposals
+from autollm_sampler.space import CategoricalParam, FloatParam, IntParam, SearchSpace
+
+__all__ = ["AutoLLMSearcher", "convert_tune_space"]
+
+logger = logging.getLogger(__name__)
+
+_STATE_VERSION = 1
+
+
+def _path_name(path: Sequence[Any]) -> str:
+    return "/".join(str(p) for p in path)
+
+
+def convert_tune_space(
+    config: Mapping[str, Any], *, direction: str = "minimize", roles: Mapping[str, str] | None = None
+) -> tuple[SearchSpace, dict[str, float], dict[str, Any]]:
+    """Convert a Tune ``param_space`` into a :class:`SearchSpace`.
+
+    Returns:
+        ``(space, quantize, constants)``: the space (nested keys joined with ``/``), the quantum of every
+        log-scaled quantized parameter (rounded after proposing), and the constant entries by name.
+
+    Raises:
+        InvalidSpaceError: naming the parameter whose Tune domain cannot be converted, and the fix.
+    """
+    roles = roles or {}
+    resolved, domains, grids = parse_spec_vars(dict(config))
+    if grids:
+        names = [_path_name(p) for p, _ in grids]
+        raise InvalidSpaceError(
+            f"tune.grid_search is not supported by AutoLLMSearcher (parameters {names}); use tune.choice, "
+            "or run the grid with Tune's BasicVariantGenerator"
+        )
+    params: dict[str, Any] = {}
+    quantize: dict[str, float] = {}
+    for path, domain in domains:
+        name = _path_name(path)
+        param, q = _convert_domain(name, domain, roles.get(name))
+        params[name] = param
+        if q is not None:
+            quantize[name] = q
+    constants = {_path_name(p): v for p, v in resolved}
+    try:
+        space = SearchSpace(params=params, direction=direction)  # type: ignore[arg-type]
+    except ValueError as exc:
+        raise InvalidSpaceError(f"invalid Tune search space: {exc}") from None
+    return space, quantize, constants
+
+
+def _convert_domain(name: str, domain: Domain, role: str | None) -> tuple[Any, float | None]:
+    sampler = domain.get_sampler()
+    q: float | None = None
+    if isinstance(sampler, Quantized):
+        q = float(sampler.q)
+        sampler = sampler.get_sampler()
+    log = isinstance(sampler, LogUniform)
+    if not isinstance(sampler, (Uniform, LogUniform)) and not isinstance(domain, Categorical):
+        raise InvalidSpaceError(
+            f"parameter {name!r}: Tune sampler {type(sampler).__name__} is not supported; use uniform, "
+            "loguniform, randint, lograndint, their q-variants, or choice"
+        )
+    try:
+        if isinstance(domain, Categorical):
+            return CategoricalParam(choices=tuple(domain.categories), role=role), None
+        if isinstance(domain, Integer):
+            upper = int(domain.upper) - (1 if q is None or q == 1 else 0)
+            step = int(q) if (q is not None and not log) else 1
+            return IntParam(low=int(domain.lower), high=upper, log=log, step=step, role=role), (q if log and q not in (None, 1) else None)
+        if isinstance(domain, Float):
+            if log:
+                return FloatParam(low=float(domain.lower), high=float(domain.upper), log=True, role=role), q
+            return FloatParam(low=float(domain.lower), high=float(domain.upper), step=q, role=role), None
+    except ValueError as exc:
+        raise InvalidSpaceError(f"parameter {name!r}: {exc}") from None
+    raise InvalidSpaceError(
+        f"parameter {name!r}: Tune domain {type(domain).__name__} (e.g. sample_from) is not supported; use "
+        "uniform, loguniform, randint, choice, or pass space=SearchSpace(...)"
+    )
+
+
+def _quantize(value: Any, q: float, param: Any) -> Any:
+    v = round(float(value) / q) * q
+    v = min(max(v, float(param.low)), float(param.high))
+    return int(round(v)) if isinstance(param, IntParam) else float(f"{v:.12g}")
+
+
+def _set_path(cfg: dict[str, Any], name: str, value: Any) -> None:
+    parts = name.split("/")
+    node = cfg
+    for p in parts[:-1]:
+        node = node.setdefault(p, {})
+    node[parts[-1]] = value
+
+
+def _get_path(cfg: Mapping[str, Any], name: str) -> Any:
+    node: Any = cfg
+    for p in name.split("/"):
+        if not isinstance(node, Mapping) or p not in node:
+            raise KeyError(name)
+        node = node[p]
+    return node
+
+
+class AutoLLMSearcher(Searcher):
+    """A Ray Tune ``Searcher`` that asks the autollm research agent for every configuration.
+
+    Args:
+        space: the search space, if not given through Tune's ``param_space`` (a :class:`SearchSpace` or
+            its dict form; needed for mixture weights).
+        metric: the result key to optimise (or set by ``TuneConfig(metric=...)``).
+        mode: ``"min"`` or ``"max"`` (or set by ``TuneConfig(mode=...)``).
+        fidelity: the fidelity axes; each appears as a key of every suggested config.
+        target: the expensive fidelity point, one value per axis.
+        history: earlier runs (a :class:`History`, or trial dicts ``{"params", "fidelity", "value", "state"}``).
+        fidelity_levels: enables the cost-aware mode (``[{axis: value, ..., "cost": c}, ...]``, target included).
+        budget: the cost-aware budget; default five target runs.
+        low_fidelity_share: share of the budget reserved for cheaper levels.
+        agent: an :class:`~autollm_sampler.agent.Agent`, ``"default"`` (falls back to ``"classical"`` with a
+            warning when the shipped model cannot be loaded), ``"classical"`` or a checkpoint path.
+        seed: makes the suggestions reproducible.
+        roles: parameter roles by name, overriding the guess from the name.
+
+    Example:
+        >>> searcher = AutoLLMSearcher(space={"params": {"lr": {"type": "float", "low": 1e-4, "high": 1e-1,
+        ...     "log": True}}}, metric="loss", mode="min", agent="classical", seed=0)
+        >>> searcher.suggest("t0")["lr"] > 0
+        True
+    """
+
+    def __init__(
+        self,
+        space: SearchSpace | Mapping[str, Any] | None = None,
+        *,
+        metric: str | None = None,
+        mode: str | None = None,
+        fidelity: Sequence[str] = (),
+        target: Mapping[str, float] | None = None,
+        history: History | Iterable[Mapping[str, Any]] | None = None,
+        fidelity_levels: Sequence[Mapping[str, Any]] | None = None,
+        budget: float | None = None,
+        low_fidelity_share: float = 0.4,
+        agent: AgentSpec = "default",
+        seed: int | None = None,
+        roles: Mapping[str, str] | None = None,
+    ) -> None:
+        if mode is not None and mode not in ("min", "max"):
+            raise ValueError(f"mode={mode!r}: use 'min' or 'max' (AutoLLMSearcher optimises a single metric)")
+        if metric is not None and not isinstance(metric, str):
+            raise ValueError(f"metric={metric!r}: AutoLLMSearcher optimises a single metric; pass one name")
+        super().__init__(metric=metric, mode=mode)
+        if isinstance(fidelity, str):
+            fidelity = (fidelity,)
+        self._axes = tuple(fidelity)
+        if fidelity_levels is not None and not self._axes:
+            raise ValueError("fidelity_levels= needs fidelity=(axis, ...) and target= as well; name the fidelity axes")
+        if budget is not None and fidelity_levels is None:
+            raise ValueError("budget= only applies to the cost-aware mode; pass fidelity_levels= too, or drop budget=")
+        self._target = check_target(self._axes, target)
+        self._schedule: CostSchedule | None = None
+        if fidelity_levels is not None:
+            self._schedule = CostSchedule(
+                parse_levels(fidelity_levels, self._axes), target=self._target, budget=budget,
+                low_fidelity_share=low_fidelity_share,
+            )
+        if not isinstance(agent, (Agent, str, os.PathLike)):
+            raise TypeError(f"agent must be an Agent, 'default', 'classical' or a checkpoint path, got {type(agent).__name__}")
+        self._agent_spec: AgentSpec = agent
+        self._agent: Agent | None = agent if isinstance(agent, Agent) else None
+        self._seed = seed
+        self._seed_base = int(seed) if seed is not None else fresh_seed()
+        self._roles = dict(roles or {})
+        self._space: SearchSpace | None = None
+        self._quantize: dict[str, float] = {}
+        self._constants: dict[str, Any] = {}
+        self._history = History(fidelity_axes=self._axes)
+        self._live: dict[str, dict[str, Any]] = {}
+        self._paused: set[str] = set()
+        self._n_suggested = 0
+        self._last_proposal: dict[str, Proposal] = {}
+        if space is not None:
+            self._space = space if isinstance(space, SearchSpace) else SearchSpace.from_dict(space)
+        for item in (history.trials if isinstance(history, History) else (history or [])):
+            self._add_history(item)
+
+    # ------------------------------------------------------------------ properties
+    @property
+    def agent(self) -> Agent:
+        if self._agent is None:
+            self._agent = resolve_agent(self._agent_spec)
+        return self._agent
+
+    @property
+    def history(self) -> History:
+        """Every finished trial so far (including the ``history=`` given at construction)."""
+        return self._history
+
+    @property
+    def space(self) -> SearchSpace | None:
+        return self._space
+
+    def _direction(self) -> str:
+        return "maximize" if self._mode == "max" else "minimize"
+
+    # ------------------------------------------------------------------ Searcher API
+    def set_search_properties(self, metric: str | None, mode: str | None, config: dict[str, Any], **spec: Any) -> bool:
+        if self._space is not None and config:
+            # the searcher already has a space; Tune then uses it and passes its own config to nobody
+            _, domains, _ = parse_spec_vars(dict(config))
+            if domains:
+                return False
+        if metric:
+            self._metric = metric
+        if mode:
+            if mode not in ("min", "max"):
+                raise ValueError(f"mode={mode!r}: use 'min' or 'max'")
+            self._mode = mode
+        if self._space is None:
+            space, quantize, constants = convert_tune_space(config, direction=self._direction(), roles=self._roles)
+            self._space, self._quantize, self._constants = space, quantize, constants
+        else:
+            self._space = self._space.model_copy(update={"direction": self._direction()})
+        clash = [a for a in self._axes if a in self._space.params]
+        if clash:
+            raise InvalidSpaceError(f"fidelity axes {clash} are also search parameters; rename one of them")
+        for a in self._axes:
+            if a in self._constants and finite_or_none(self._constants[a]) != self._target[a] and self._schedule is None:
+                logger.warning(
+                    "param_space sets %s=%r but the target is %r; the searcher writes the trial's fidelity into "
+                    "the config, so the target value is used",
+                    a, self._constants[a], self._target[a],
+                )
+        return True
+
+    def set_max_concurrency(self, max_concurrent: int) -> bool:
+        return False  # ConcurrencyLimiter enforces the limit; pending trials are already excluded
+
+    def suggest(self, trial_id: str) -> dict[str, Any] | None:
+        if self._space is None:
+            raise RuntimeError(
+                "AutoLLMSearcher has no search space: pass param_space to tune.Tuner or space= to the searcher"
+            )
+        fid, level_note = self._next_fidelity()
+        if fid is None:
+            return Searcher.FINISHED  # type: ignore[return-value]
+        pending = [r["params"] for r in self._live.values() if same_fidelity(r["fidelity"], fid)]
+        seed = derive_seed(self._seed_base, self._n_suggested)
+        self._n_suggested += 1
+        proposal = self.agent.propose(self._history, self._space, fid, n=1, seed=seed, pending=pending)[0]
+        params = {
+            k: (_quantize(v, self._quantize[k], self._space.params[k]) if k in self._quantize else v)
+            for k, v in proposal.params.items()
+        }
+        cost = None
+        if self._schedule is not None:
+            lv = self._schedule.level_of(fid)
+            cost = self._schedule.levels[lv].cost if lv is not None else None
+        self._live[trial_id] = {"params": params, "fidelity": fid, "cost": cost, "last": None, "note": level_note}
+        self._last_proposal[trial_id] = proposal
+        config: dict[str, Any] = {}
+        for k, v in params.items():
+            _set_path(config, k, v)
+        for a, v in fid.items():
+            config[a] = v
+        return config
+
+    def on_trial_result(self, trial_id: str, result: dict[str, Any]) -> None:
+        rec = self._live.get(trial_id)
+        if rec is None or not self._metric:
+            return
+        v = finite_or_none(result.get(self._metric))
+        if v is not None:
+            rec["last"] = v
+
+    def on_trial_complete(self, trial_id: str, result: dict[str, Any] | None = None, error: bool = False) -> None:
+        rec = self._live.pop(trial_id, None)
+        self._paused.discard(trial_id)
+        if rec is None:
+            return
+        value = finite_or_none(result.get(self._metric)) if (result is not None and self._metric) else None
+        if error or result is None or value is None:
+            state, value = "failed", None
+        elif result.get("done") is False:
+            state = "pruned"  # stopped by the scheduler (e.g. ASHA) before its last iteration
+        else:
+            state = "complete"
+        prop = self._last_proposal.pop(trial_id, None)
+        attrs: dict[str, Any] = {"trial_id": trial_id}
+        iters = finite_or_none(result.get("training_iteration")) if result is not None else None
+        if iters is not None:
+            attrs["iterations"] = int(iters)
+        if prop is not None:
+            attrs.update(
+                predicted_value=finite_or_none(prop.predicted_value), predicted_std=finite_or_none(prop.predicted_std),
+                rationale=prop.rationale, source=prop.source,
+            )
+        self._history.add(
+            Trial(
+                id=self._history.next_id(), params=rec["params"], fidelity=rec["fidelity"], value=value,
+                state=state, cost=rec["cost"], attrs=attrs,  # type: ignore[arg-type]
+            )
+        )
+        self._mark_stopped_early(rec["fidelity"])
+
+    def _mark_stopped_early(self, fidelity: Mapping[str, float]) -> None:
+        """Relabel as pruned the trials at ``fidelity`` that ran fewer iterations than the longest one.
+
+        A scheduler such as ASHA ends a trial early with ``done=True`` in its last result, so the number of
+        iterations is the only trace: a shorter trial was stopped before its budget, and its metric is a
+        partial result, not the outcome of a full run.
+        """
+        same = [t for t in self._history.trials if t.state in ("complete", "pruned") and "iterations" in t.attrs
+                and same_fidelity(t.fidelity, fidelity)]
+        if not same:
+            return
+        longest = max(int(t.attrs["iterations"]) for t in same)
+        for t in same:
+            if t.state == "complete" and int(t.attrs["iterations"]) < longest:
+                t.state = "pruned"
+
+    def on_pause(self, trial_id: str) -> None:
+        self._paused.add(trial_id)  # still pending: its configuration stays taken
+
+    def on_unpause(self, trial_id: str) -> None:
+        self._paused.discard(trial_id)
+
+    def add_evaluated_point(
+        self,
+        parameters: dict[str, Any],
+        value: float,
+        error: bool = False,
+        pruned: bool = False,
+        intermediate_values: list[float] | None = None,
+    ) -> None:
+        """Add a run evaluated outside Tune; fidelity keys among ``parameters`` give its fidelity."""
+        params = dict(parameters)
+        fid = dict(self._target)
+        for a in self._axes:
+            if a in params:
+                fv = finite_or_none(params.pop(a))
+                if fv is None:
+                    raise ValueError(f"add_evaluated_point: fidelity {a!r} is {parameters[a]!r}; give a finite number")
+                fid[a] = fv
+        flat: dict[str, Any] = {}
+        names = list(self._space.params) if self._space is not None else []
+        for n in names:
+            try:
+                flat[n] = _get_path(params, n)
+            except KeyError:
+                continue
+        if not names:
+            flat = params
+        v = finite_or_none(value)
+        state = "failed" if (error or v is None and not pruned) else ("pruned" if pruned else "complete")
+        if state == "pruned" and v is None and intermediate_values:
+            finite = [x for x in (finite_or_none(i) for i in intermediate_values) if x is not None]
+            v = finite[-1] if finite else None
+        self._add_history({"params": flat, "fidelity": fid, "value": v if state != "failed" else None, "state": state})
+
+    def _add_history(self, item: Trial | Mapping[str, Any]) -> None:
+        t = item if isinstance(item, Trial) else Trial.parse({"id": self._history.next_id(), **dict(item)}, where="history trial")
+        if self._axes and not t.fidelity:
+            t = t.model_copy(update={"fidelity": dict(self._target)})
+        if any(str(o.id) == str(t.id) for o in self._history.trials):
+            t = t.model_copy(update={"id": self._history.next_id()})
+        self._history.add(t)
+
+    # ------------------------------------------------------------------ cost-aware mode
+    def _spent(self) -> dict[int | None, float]:
+        assert self._schedule is not None
+        spent: dict[int | None, float] = {}
+        records = [(t.fidelity, t.cost) for t in self._history.trials] + [(r["fidelity"], r["cost"]) for r in self._live.values()]
+        for fid, cost in records:
+            level = self._schedule.level_of(fid) if fid else self._schedule.target_index
+            c = cost if cost is not None else (self._schedule.levels[level].cost if level is not None else 0.0)
+            spent[level] = spent.get(level, 0.0) + c
+        return spent
+
+    def _next_fidelity(self) -> tuple[dict[str, float] | None, str]:
+        if self._schedule is None:
+            return dict(self._target), ""
+        spent = self._spent()
+        level = self._schedule.choose(spent)
+        if level is None:
+            logger.info("cost-aware budget %.4g spent; the search is finished", self._schedule.budget)
+            return None, ""
+        return dict(self._schedule.levels[level].fidelity), self._schedule.describe(level, spent)
+
+    def budget_spent(self) -> float:
+        """Cost spent or committed so far (cost-aware mode)."""
+        if self._schedule is None:
+            raise ValueError("budget_spent() needs the cost-aware mode; pass fidelity_levels=[...]")
+        return float(sum(self._spent().values()))
+
+    def recommend(self) -> Proposal:
+        """The best finished target trial, or the agent's top proposal for the target."""
+        if self._space is None:
+            raise RuntimeError("AutoLLMSearcher has no search space yet")
+        best = self._history.best(self._space.direction, fidelity=self._target if self._axes else None)
+        if best is not None:
+            return Proposal(dict(best.params), float(best.value), 0.0, f"Best completed target trial {best.attrs.get('trial_id', best.id)}.", "observed")  # type: ignore[arg-type]
+        return self.agent.propose(self._history, self._space, self._target, n=1, seed=derive_seed(self._seed_base, 2**31 - 1))[0]
+
+    def explain(self) -> str:
+        """The evidence and the next proposal, in words."""
+        if self._space is None:
+            return "AutoLLMSearcher has no search space yet."
+        lines = describe_history(self._history, self._space, self._target)
+        props = self.agent.propose(self._history, self._space, self._target, n=1, seed=derive_seed(self._seed_base, 2**31 - 2),
+                                   pending=[r["params"] for r in self._live.values()])
+        lines += describe_proposals(props, self._target)
+        return "\n".join(lines)
+
+    # ------------------------------------------------------------------ save / restore / pickle
+    def get_state(self) -> dict[str, Any]:
+        return {
+            "version": _STATE_VERSION,
+            "metric": self._metric,
+            "mode": self._mode,
+            "axes": list(self._axes),
+            "target": dict(self._target),
+            "space": self._space.model_dump(mode="json") if self._space is not None else None,
+            "quantize": dict(self._quantize),
+            "constants": dict(self._constants),
+            "history": self._history.to_jsonl(),
+            "live": {k: dict(v) for k, v in self._live.items()},
+            "paused": sorted(self._paused),
+            "n_suggested": self._n_suggested,
+            "seed_base": self._seed_base,
+            "schedule": self._schedule,
+            "agent": self._agent_spec if not isinstance(self._agent_spec, os.PathLike) else os.fspath(self._agent_spec),
+            "roles": dict(self._roles),
+        }
+
+    def set_state(self, state: dict[str, Any]) -> None:
+        if state.get("version") != _STATE_VERSION:
+            raise ValueError(f"searcher state version {state.get('version')!r} is not {_STATE_VERSION}; it was saved by another release")
+        self._metric, self._mode = state["metric"], state["mode"]
+        self._axes = tuple(state["axes"])
+        self._target = dict(state["target"])
+        self._space = SearchSpace.from_dict(state["space"]) if state["space"] is not None else None
+        self._quantize = dict(state["quantize"])
+        self._constants = dict(state["constants"])
+        self._history = History.from_jsonl(state["history"]) if state["history"] else History(fidelity_axes=self._axes)
+        if not self._history.fidelity_axes:
+            self._history.fidelity_axes = self._axes
+        self._live = {k: dict(v) for k, v in state["live"].items()}
+        self._paused = set(state["paused"])
+        self._n_suggested = int(state["n_suggested"])
+        self._seed_base = int(state["seed_base"])
+        self._schedule = state["schedule"]
+        self._roles = dict(state["roles"])
+        if self._agent_spec != state["agent"] and not isinstance(self._agent_spec, Agent):
+            self._agent_spec = state["agent"]
+            self._agent = None
+        self._last_proposal = {}
+
+    def save(self, checkpoint_path: str) -> None:
+        with open(checkpoint_path, "wb") as fh:
+            pickle.dump(self.get_state(), fh)
+
+    def restore(self, checkpoint_path: str) -> None:
+        with open(checkpoint_path, "rb") as fh:
+            self.set_state(pickle.load(fh))
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        if not isinstance(self._agent_spec, Agent):
+            state["_agent"] = None  # reloaded from its name or path on first use
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+
