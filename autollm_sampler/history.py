@@ -21,7 +21,15 @@ from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from autollm_sampler.exceptions import InvalidHistoryError, InvalidTrialError
 from autollm_sampler.space import SearchSpace, _format_validation_error
@@ -38,10 +46,14 @@ def fidelity_key(fidelity: Mapping[str, float]) -> tuple[tuple[str, float], ...]
 
 def _check_finite_mapping(field: str, data: Mapping[str, Any]) -> None:
     for k, v in data.items():
-        if isinstance(v, Mapping):
+        tv = type(v)
+        if tv is int or tv is str or tv is bool:  # the common cases, without the slow ABC check below
+            continue
+        if isinstance(v, float):
+            if not math.isfinite(v):
+                raise ValueError(f"{field}.{k} is {v!r}; NaN and infinite values are not allowed")
+        elif isinstance(v, Mapping):
             _check_finite_mapping(f"{field}.{k}", v)
-        elif isinstance(v, float) and not math.isfinite(v):
-            raise ValueError(f"{field}.{k} is {v!r}; NaN and infinite values are not allowed")
 
 
 class Trial(BaseModel):
@@ -103,6 +115,35 @@ class Trial(BaseModel):
         return self.state == "complete" and self.value is not None
 
 
+class _IdIndex:
+    """The set of trial ids (as strings) and the largest int id of a history's ``trials`` list."""
+
+    __slots__ = ("ids", "max_int", "ref", "n")
+
+    def __init__(self) -> None:
+        self.ids: set[str] = set()
+        self.max_int: int | None = None
+        self.ref: list[Trial] | None = None
+        self.n = -1
+
+    def rebuild(self, trials: list[Trial]) -> None:
+        self.ids, self.max_int = set(), None
+        for t in trials:
+            self.add(t.id)
+        self.ref, self.n = trials, len(trials)
+
+    def add(self, tid: int | str) -> None:
+        self.ids.add(str(tid))
+        if isinstance(tid, int) and (self.max_int is None or tid > self.max_int):
+            self.max_int = tid
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> _IdIndex:
+        return _IdIndex()  # a deep copy gets new trial lists; it rebuilds on first use
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, _IdIndex)  # never makes two histories differ
+
+
 class History(BaseModel):
     """An ordered collection of trials with unique ids and a fixed set of fidelity axes.
 
@@ -113,6 +154,9 @@ class History(BaseModel):
 
     trials: list[Trial] = Field(default_factory=list)
     fidelity_axes: tuple[str, ...] = ()
+    # Index of the trial ids, so that add() and next_id() stay O(1); rebuilt when ``trials`` was replaced or
+    # changed length behind our back. Not part of equality (see __eq__).
+    _idx: _IdIndex = PrivateAttr(default_factory=lambda: _IdIndex())
 
     @model_validator(mode="after")
     def _check(self) -> History:
@@ -121,11 +165,26 @@ class History(BaseModel):
             self.add(t)
         return self
 
+    def __eq__(self, other: object) -> bool:
+        # compare the data only, never the private id index
+        if not isinstance(other, History):
+            return NotImplemented
+        return self.fidelity_axes == other.fidelity_axes and self.trials == other.trials
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def _index(self) -> _IdIndex:
+        idx = self._idx
+        if idx.ref is not self.trials or idx.n != len(self.trials):
+            idx.rebuild(self.trials)
+        return idx
+
     # ------------------------------------------------------------------ mutation
     def add(self, trial: Trial | Mapping[str, Any]) -> Trial:
         """Append a trial, checking id uniqueness and fidelity axes."""
         t = trial if isinstance(trial, Trial) else Trial.parse(trial)
-        if any(_same_id(t.id, o.id) for o in self.trials):
+        idx = self._index()
+        if str(t.id) in idx.ids:
             raise InvalidHistoryError(f"duplicate trial id {t.id!r}; every trial needs its own id")
         if not self.fidelity_axes and t.fidelity:
             self.fidelity_axes = tuple(t.fidelity)
@@ -138,11 +197,13 @@ class History(BaseModel):
                     f"{list(self.fidelity_axes)!r} (missing {missing!r}, unexpected {extra!r})"
                 )
         self.trials.append(t)
+        idx.add(t.id)
+        idx.n = len(self.trials)
         return t
 
     def next_id(self) -> int:
-        ints = [t.id for t in self.trials if isinstance(t.id, int)]
-        return (max(ints) + 1) if ints else len(self.trials)
+        idx = self._index()
+        return (idx.max_int + 1) if idx.max_int is not None else len(self.trials)
 
     def validate_against(self, space: SearchSpace, *, ignore_unknown: bool = False) -> History:
         """Check every trial's params against ``space``; returns a history with normalised params."""
@@ -268,12 +329,9 @@ class History(BaseModel):
         p.write_text(self.to_json() if p.suffix.lower() == ".json" else self.to_jsonl())
 
 
-def _same_id(a: int | str, b: int | str) -> bool:
-    return str(a) == str(b)
-
-
 def _jsonl_records(text: str, source: str) -> Iterator[tuple[int, Mapping[str, Any]]]:
-    for line_no, line in enumerate(text.splitlines(), start=1):
+    # split on "\n" only: str.splitlines() also splits on U+0085, U+2028 ..., which JSON strings may hold raw
+    for line_no, line in enumerate(text.split("\n"), start=1):
         if not line.strip():
             continue
         try:

@@ -110,10 +110,14 @@ def transfer_proposals(
     candidates: Sequence[Mapping[str, Any]] | None = None,
     exclude: Iterable[tuple[Any, ...]] = (),
     source_space: SearchSpace | None = None,
+    candidate_units: np.ndarray | None = None,
+    candidate_keys: Sequence[tuple[Any, ...]] | None = None,
 ) -> list[dict[str, Any]]:
     """Best configurations of the nearest cheaper cell, carried into ``space``, best first.
 
     With no usable cheap evidence this degrades to the best target trials' neighbours, then random.
+    ``candidate_units`` (``space.to_unit_many(candidates)``) and ``candidate_keys`` (their config keys) may be
+    passed precomputed by a caller that proposes repeatedly over the same candidates.
     """
     sign = space.sign
     excluded = set(exclude)
@@ -126,8 +130,9 @@ def transfer_proposals(
         # Each point takes its own nearest free row, so the n best source trials give the n proposals;
         # projecting the rest (thousands of trials in wide spaces) would change nothing.
         points = np.stack([project_unit(t.params, source_space, space) for t in ranked[: max(n, 1)]])
-        cand_unit = space.to_unit_many(candidates)
-        ex_idx = {i for i, c in enumerate(candidates) if space.config_key(c) in excluded}
+        cand_unit = candidate_units if candidate_units is not None else space.to_unit_many(candidates)
+        keys = candidate_keys if candidate_keys is not None else [space.config_key(c) for c in candidates]
+        ex_idx = {i for i, k in enumerate(keys) if k in excluded}
         rows = snap_to_candidates(points, cand_unit, ex_idx)
         # then neighbours of the best transferred point, nearest first
         if len(rows) < n:

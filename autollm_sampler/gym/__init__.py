@@ -11,7 +11,14 @@ from __future__ import annotations
 
 from autollm_sampler.gym._data import RAW_ENV, fetch, manifest, raw_file, resolve_raw_dir
 from autollm_sampler.gym._env import CellInfo, LLMConfigEnv, Observation, make_env
-from autollm_sampler.gym._policies import POLICIES, Policy, RandomPolicy, TransferPolicy, run_episode
+from autollm_sampler.gym._policies import (
+    POLICIES,
+    Policy,
+    RandomPolicy,
+    TransferPolicy,
+    run_cost_episode,
+    run_episode,
+)
 from autollm_sampler.gym._registry import TaskSpec, list_ids, make, register, registry
 from autollm_sampler.gym._splits import SPLITS, Experiment, experiments, is_test_target, register_split
 from autollm_sampler.gym._table import SCHEMA_VERSION, Cell, TabularTask, TaskMetadata
@@ -44,5 +51,6 @@ __all__ = [
     "register_split",
     "registry",
     "resolve_raw_dir",
+    "run_cost_episode",
     "run_episode",
 ]

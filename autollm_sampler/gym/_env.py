@@ -61,6 +61,7 @@ class Observation:
     step: int
     budget_left: float
     tried: dict[str, set[int]] = field(default_factory=dict)
+    costs_by_cell: dict[str, np.ndarray] = field(default_factory=dict)
 
     @property
     def space(self) -> SearchSpace:
@@ -76,6 +77,22 @@ class Observation:
         name = cell or self.target.name
         done = self.tried.get(name, set())
         return [i for i in range(len(self.candidates_by_cell[name])) if i not in done]
+
+    def affordable(self, cell: str | None = None, *, untried_only: bool = False) -> list[int]:
+        """Setting B: rows of ``cell`` (default: the target) whose run cost fits in ``budget_left``.
+
+        Costs are known before running (FLOPs or parameter formulas; ADMIRE's published ``train_time``), so a
+        cost-aware method can plan. In Setting A ``budget_left`` counts target evaluations, not cost.
+        """
+        name = cell or self.target.name
+        n = len(self.candidates_by_cell[name])
+        costs = self.costs_by_cell.get(name)
+        limit = self.budget_left * (1 + 1e-9)
+        rows = list(range(n)) if costs is None else [i for i in range(n) if costs[i] <= limit]
+        if untried_only:
+            done = self.tried.get(name, set())
+            rows = [i for i in rows if i not in done]
+        return rows
 
     def target_trials(self) -> list[Trial]:
         return [t for t in self.history.trials if t.attrs.get("cell") == self.target.name]
@@ -153,6 +170,7 @@ class LLMConfigEnv:
             step=0,
             budget_left=budget_left,
             tried={c.name: set() for c in self.cells},
+            costs_by_cell={c.name: c.costs for c in self.cells},
         )
         return self._obs, self._step_info(None, False, None)
 

@@ -13,7 +13,7 @@ import numpy as np
 from autollm_sampler.gym._env import Observation
 from autollm_sampler.strategies import random_proposals, transfer_proposals
 
-__all__ = ["Policy", "RandomPolicy", "TransferPolicy", "POLICIES", "run_episode"]
+__all__ = ["Policy", "RandomPolicy", "TransferPolicy", "POLICIES", "run_episode", "run_cost_episode"]
 
 
 class Policy:
@@ -52,11 +52,7 @@ class RandomPolicy(Policy):
 
     def act(self, obs: Observation) -> dict[str, Any]:
         if obs.setting == "B":
-            cells = [c for c in obs.cells if c.cost <= obs.budget_left * (1 + 1e-9)]
-            cell = cells[int(self._rng.integers(len(cells)))] if cells else obs.target
-            cands = obs.candidates_by_cell[cell.name]
-            untried = obs.untried(cell.name) or list(range(len(cands)))
-            return {"params": dict(cands[int(self._rng.choice(untried))]), "cell": cell.name}
+            return _random_affordable(obs, self._rng)
         return random_proposals(obs.space, 1, self._rng, candidates=obs.candidates, exclude=self._tried_keys(obs))[0]
 
 
@@ -66,7 +62,21 @@ class TransferPolicy(Policy):
     name = "transfer"
     deterministic = True
 
+    def __init__(self, *, seed: int | None = None) -> None:
+        super().__init__(seed=seed)
+        self._cand_cache: tuple[Any, np.ndarray, list[tuple[Any, ...]]] | None = None
+
+    def _candidate_tables(self, obs: Observation) -> tuple[np.ndarray, list[tuple[Any, ...]]]:
+        """Unit-cube rows and config keys of the target candidates, computed once per candidate list."""
+        cands = obs.candidates
+        if self._cand_cache is None or self._cand_cache[0] is not cands or len(self._cand_cache[2]) != len(cands):
+            self._cand_cache = (cands, obs.space.to_unit_many(cands), [obs.space.config_key(c) for c in cands])
+        return self._cand_cache[1], self._cand_cache[2]
+
     def act(self, obs: Observation) -> dict[str, Any]:
+        if obs.setting == "B":
+            return self._act_b(obs)
+        units, keys = self._candidate_tables(obs)
         props = transfer_proposals(
             obs.history,
             obs.space,
@@ -75,10 +85,42 @@ class TransferPolicy(Policy):
             self._rng,
             candidates=obs.candidates,
             exclude=self._tried_keys(obs),
+            candidate_units=units,
+            candidate_keys=keys,
         )
-        if obs.setting == "B":
-            return {"params": props[0], "cell": obs.target.name}
         return props[0]
+
+    def _act_b(self, obs: Observation) -> dict[str, Any]:
+        # Setting B: transfer on the target among the runs still affordable; when no untried target run
+        # fits the budget, spend what is left on a random affordable run elsewhere.
+        rows = obs.affordable(untried_only=True)
+        if not rows:
+            return _random_affordable(obs, self._rng)
+        units, keys = self._candidate_tables(obs)
+        props = transfer_proposals(
+            obs.history,
+            obs.space,
+            obs.target.fidelity,
+            1,
+            self._rng,
+            candidates=[obs.candidates[i] for i in rows],
+            exclude=self._tried_keys(obs),
+            candidate_units=units[rows],
+            candidate_keys=[keys[i] for i in rows],
+        )
+        return {"params": props[0], "cell": obs.target.name}
+
+
+def _random_affordable(obs: Observation, rng: np.random.Generator) -> dict[str, Any]:
+    """Setting B: a random cell with an affordable run, then a random affordable (untried first) run."""
+    options = {c.name: obs.affordable(c.name) for c in obs.cells}
+    cells = [name for name, rows in options.items() if rows]
+    if not cells:  # nothing fits: the env has ended the episode; return the target's first row
+        return {"params": dict(obs.candidates[0]), "cell": obs.target.name}
+    name = cells[int(rng.integers(len(cells)))]
+    done = obs.tried.get(name, set())
+    rows = [i for i in options[name] if i not in done] or options[name]
+    return {"params": dict(obs.candidates_by_cell[name][int(rng.choice(rows))]), "cell": name}
 
 
 POLICIES: dict[str, type[Policy]] = {"random": RandomPolicy, "transfer": TransferPolicy}
@@ -95,3 +137,19 @@ def run_episode(env: Any, policy: Policy, *, seed: int | None = None) -> list[di
         steps.append({**info, "reward": reward})
         done = terminated or truncated
     return steps
+
+
+def run_cost_episode(env: Any, policy: Policy, *, seed: int | None = None) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """Run one Setting-B episode: steps until the cost budget is spent, then the policy's recommendation.
+
+    Returns the per-step info dicts and :meth:`LLMConfigEnv.recommend`'s result for the recommended config.
+    """
+    obs, info = env.reset(seed=seed)
+    policy.reset(obs, seed=seed)
+    steps = []
+    done = not env.affordable_cells()
+    while not done:
+        obs, reward, terminated, truncated, info = env.step(policy.act(obs))
+        steps.append({**info, "reward": reward})
+        done = terminated or truncated
+    return steps, env.recommend(policy.recommend(obs))

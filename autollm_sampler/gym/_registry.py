@@ -7,6 +7,7 @@ import os
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from autollm_sampler.exceptions import UnknownTaskError
 from autollm_sampler.gym._table import TabularTask
@@ -30,7 +31,7 @@ class TaskSpec:
 
 
 _REGISTRY: dict[str, TaskSpec] = {}
-_CACHE: dict[tuple[str, str], TabularTask] = {}
+_CACHE: dict[tuple[str, str, str], TabularTask] = {}
 _LOCK = threading.Lock()
 
 
@@ -52,8 +53,11 @@ def list_ids() -> list[str]:
     return list(registry())
 
 
-def make(id: str, *, raw_dir: str | os.PathLike[str] | None = None) -> TabularTask:
+def make(id: str, *, raw_dir: str | os.PathLike[str] | None = None, **options: Any) -> TabularTask:
     """Build (or return the cached) task table for a registered id.
+
+    ``options`` go to the task's builder, e.g. ``make("regmix-v1", objective="metric/the_pile_github_val_loss")``
+    selects another objective column (ADMIRE and RegMix accept ``objective``).
 
     Raises:
         UnknownTaskError: with the closest registered ids when ``id`` is unknown.
@@ -66,11 +70,11 @@ def make(id: str, *, raw_dir: str | os.PathLike[str] | None = None) -> TabularTa
         raise UnknownTaskError(f"unknown task id {id!r}.{hint} Registered: {sorted(_REGISTRY)}")
     from autollm_sampler.gym._data import resolve_raw_dir
 
-    key = (id, str(resolve_raw_dir(raw_dir)))
+    key = (id, str(resolve_raw_dir(raw_dir)), repr(sorted(options.items())))
     with _LOCK:
         if key not in _CACHE:
             spec = _REGISTRY[id]
-            _CACHE[key] = spec.builder(raw_dir=raw_dir) if spec.needs_raw else spec.builder()
+            _CACHE[key] = spec.builder(raw_dir=raw_dir, **options) if spec.needs_raw else spec.builder(**options)
         return _CACHE[key]
 
 
@@ -83,7 +87,7 @@ def _ensure_builtin() -> None:
         return
     _BUILTIN_DONE = True
     from autollm_sampler.gym import recipes as _r  # noqa: F401
-    from autollm_sampler.gym.recipes import steplaw
+    from autollm_sampler.gym.recipes import admire, hwgpt, regmix, steplaw
 
     register(TaskSpec("steplaw-dense-v1", steplaw.build_dense, "steplaw-dense",
                       "Step Law dense: lr x batch size, 17 (N, D) cells, smooth loss (min), 6ND FLOPs",
@@ -91,3 +95,12 @@ def _ensure_builtin() -> None:
     register(TaskSpec("steplaw-moe-v1", steplaw.build_moe, "steplaw-moe",
                       "Step Law MoE: lr x batch size, 16 (sparsity, D) cells, smooth loss (min), 6·Na·D FLOPs",
                       steplaw.MOE_ROWS, steplaw.MOE_CELLS), overwrite=True)
+    register(TaskSpec("admire-ift-v1", admire.build, "admire-ift",
+                      "ADMIRE IFT: 19-source SFT mixture (simplex), Qwen2.5 0.5B/3B/7B, metric_avg_id+ood (max), "
+                      "train_time", admire.ROWS, admire.CELLS), overwrite=True)
+    register(TaskSpec("regmix-v1", regmix.build, "regmix",
+                      "RegMix: 17-domain Pile mixture (simplex), 1M/60M/1B, Pile-CC val loss (min), 6ND FLOPs",
+                      regmix.ROWS, regmix.CELLS), overwrite=True)
+    register(TaskSpec("hwgpt-arch-v1", hwgpt.build, "hwgpt-arch",
+                      "HW-GPT-Bench: GPT architecture (embed, depth, per-layer heads/MLP ratio, bias), S/M/L "
+                      "surrogate perplexity (min), params", hwgpt.ROWS, hwgpt.CELLS), overwrite=True)

@@ -19,7 +19,7 @@ from typing import Any, Literal
 import numpy as np
 
 from autollm_sampler.exceptions import InvalidSpaceError
-from autollm_sampler.space import CategoricalParam, SearchSpace, SimplexParam
+from autollm_sampler.space import CategoricalParam, SearchSpace, SimplexParam, project_unit
 
 __all__ = ["Cell", "TaskMetadata", "TabularTask", "SCHEMA_VERSION"]
 
@@ -83,7 +83,7 @@ class Cell:
     @cached_property
     def unit(self) -> np.ndarray:
         """Every row's configuration in the unit cube, shape ``(rows, width)``."""
-        return np.stack([self.space.to_unit(c) for c in self.configs])
+        return self.space.to_unit_many(self.configs)
 
     @cached_property
     def losses(self) -> np.ndarray:
@@ -137,7 +137,11 @@ class Cell:
         try:
             u = self.space.to_unit(self.space.validate_params(params, partial=True) | _fill(self, params))
         except Exception:
-            u = np.full(self.space.width, 0.5)
+            # off-grid numbers, unknown names, partial mixtures: carry the values by name and magnitude
+            try:
+                u = project_unit(params, None, self.space)
+            except Exception:
+                u = np.full(self.space.width, 0.5)
         return int(np.argmin(np.sum((self.unit - u) ** 2, axis=1))), False
 
 
@@ -260,7 +264,7 @@ class TabularTask:
             groups.setdefault(tuple(_num(r[c], c) for c in fmap.values()), []).append(r)
         cells = []
         for fid_vals, group in groups.items():
-            fid = dict(zip(fmap, fid_vals))
+            fid = dict(zip(fmap, fid_vals, strict=True))
             name = cell_name(fid) if cell_name else ",".join(f"{a}={v:.4g}" for a, v in fid.items())
             cells.append(_build_cell(name, fid, group, pmap, objective, direction, cost, roles or {}))
         return cls(id, cells, meta)
@@ -321,7 +325,7 @@ def _build_cell(
             else:
                 w = np.array([max(_num(r[c], c), 0.0) for c in cols])
                 w = w / w.sum() if w.sum() > 0 else np.full(len(cols), 1.0 / len(cols))
-                cfg[pname] = {c: float(x) for c, x in zip(cols, w)}
+                cfg[pname] = {c: float(x) for c, x in zip(cols, w, strict=True)}
         configs.append(cfg)
     params: dict[str, Any] = {}
     for pname, cols in pmap.items():
@@ -351,7 +355,7 @@ def _build_cell(
         costs = np.full(len(group), float(cost))
     keep = np.isfinite(values)
     if not keep.all():
-        configs = [c for c, k in zip(configs, keep) if k]
+        configs = [c for c, k in zip(configs, keep, strict=True) if k]
         values, costs = values[keep], costs[keep]
     return Cell(name=name, fidelity=fid, space=space, configs=configs, values=values, costs=costs)
 
