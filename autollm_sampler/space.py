@@ -175,7 +175,7 @@ class FloatParam(_ParamBase):
             return [float(np.clip((math.log(v) - math.log(self.low)) / (math.log(self.high) - math.log(self.low)), 0, 1))]
         return [float(np.clip((v - self.low) / (self.high - self.low), 0, 1))]
 
-    def from_unit(self, u: Sequence[float]) -> float:
+    def from_unit(self, u: Sequence[float] | np.ndarray) -> float:
         x = float(np.clip(u[0], 0.0, 1.0))
         if self.log:
             v = math.exp(math.log(self.low) + x * (math.log(self.high) - math.log(self.low)))
@@ -234,7 +234,7 @@ class IntParam(_ParamBase):
             return [float(np.clip((math.log(v) - math.log(self.low)) / (math.log(self.high) - math.log(self.low)), 0, 1))]
         return [float(np.clip((v - self.low) / (self.high - self.low), 0, 1))]
 
-    def from_unit(self, u: Sequence[float]) -> int:
+    def from_unit(self, u: Sequence[float] | np.ndarray) -> int:
         x = float(np.clip(u[0], 0.0, 1.0))
         if self.log:
             v = math.exp(math.log(self.low) + x * (math.log(self.high) - math.log(self.low)))
@@ -277,7 +277,7 @@ class CategoricalParam(_ParamBase):
     def numeric(self) -> bool:
         return all(_is_number(c) for c in self.choices)
 
-    def _cache_key(self) -> tuple[tuple[Choice, ...], tuple[type, ...]]:
+    def _cache_key(self) -> tuple[tuple[Choice, ...], tuple[Any, ...]]:
         # the types keep True apart from 1 (they compare and hash equal)
         return self.choices, tuple(type(c) for c in self.choices)
 
@@ -305,7 +305,7 @@ class CategoricalParam(_ParamBase):
     def to_unit(self, value: Any, role: str = "other") -> list[float]:
         return [float(self.positions(role)[self.index_of("?", value)])]
 
-    def from_unit(self, u: Sequence[float], role: str = "other") -> Choice:
+    def from_unit(self, u: Sequence[float] | np.ndarray, role: str = "other") -> Choice:
         pos = self.positions(role)
         return self.choices[int(np.argmin(np.abs(pos - float(u[0]))))]
 
@@ -314,7 +314,7 @@ class CategoricalParam(_ParamBase):
 
 
 @lru_cache(maxsize=8192)
-def _categorical_positions(key: tuple[tuple[Choice, ...], tuple[type, ...]], role: str) -> np.ndarray:
+def _categorical_positions(key: tuple[tuple[Choice, ...], tuple[Any, ...]], role: str) -> np.ndarray:
     choices = key[0]
     n = len(choices)
     if n == 1:
@@ -332,7 +332,7 @@ def _categorical_positions(key: tuple[tuple[Choice, ...], tuple[type, ...]], rol
 
 
 @lru_cache(maxsize=8192)
-def _categorical_lookup(key: tuple[tuple[Choice, ...], tuple[type, ...]]) -> dict[tuple[str, Any], int]:
+def _categorical_lookup(key: tuple[tuple[Choice, ...], tuple[Any, ...]]) -> dict[tuple[str, Any], int]:
     out: dict[tuple[str, Any], int] = {}
     for i, c in enumerate(key[0]):
         out.setdefault(_choice_key(c), i)
@@ -394,11 +394,11 @@ class SimplexParam(_ParamBase):
     def to_unit(self, value: Mapping[str, float]) -> list[float]:
         return [float(value.get(c, 0.0)) for c in self.components]
 
-    def from_unit(self, u: Sequence[float]) -> dict[str, float]:
+    def from_unit(self, u: Sequence[float] | np.ndarray) -> dict[str, float]:
         w = np.clip(np.asarray(u, dtype=float)[: self.width], 0.0, None)
         total = float(w.sum())
         w = np.full(self.width, 1.0 / self.width) if total <= 0 else w / total
-        return {c: float(x) for c, x in zip(self.components, w)}
+        return {c: float(x) for c, x in zip(self.components, w, strict=True)}
 
     def sample(self, rng: np.random.Generator) -> dict[str, float]:
         return self.from_unit(rng.dirichlet(np.ones(self.width)))
