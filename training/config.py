@@ -21,10 +21,15 @@ def _help(text: str, default: Any) -> Any:
 
 @dataclass
 class ModelSection:
-    hidden_size: int = _help("Width of the transformer.", 96)
-    num_layers: int = _help("Transformer layers.", 3)
+    hidden_size: int = _help("Width of the transformer.", 64)
+    num_layers: int = _help("Transformer layers.", 2)
     num_heads: int = _help("Attention heads (must divide hidden_size).", 4)
-    intermediate_size: int = _help("MLP width inside each layer.", 192)
+    intermediate_size: int = _help("MLP width inside each layer.", 128)
+
+    def __post_init__(self) -> None:
+        if min(self.hidden_size, self.num_layers, self.num_heads, self.intermediate_size) < 1 or self.hidden_size % self.num_heads:
+            raise ConfigError(f"model.hidden_size={self.hidden_size} must be a positive multiple of model.num_heads="
+                              f"{self.num_heads} (and every model size >= 1); change one of them")
 
 
 @dataclass
@@ -38,7 +43,7 @@ class CurateConfig:
     synthetic_families: list[str] = _help(
         "Synthetic families to draw from: lr_bs, generic, mixture.", lambda: ["lr_bs", "generic", "mixture"]
     )
-    max_queries: int = _help("Candidates scored per training state (the best rows are always kept).", 128)
+    max_queries: int = _help("Candidates scored per training state (the best rows are always kept).", 64)
     sparse_prob: float = _help("Probability that an experiment uses a sparse history.", 0.5)
 
     def __post_init__(self) -> None:

@@ -122,25 +122,41 @@ def simulate(specs: list[ExperimentSpec], cfg: PipelineConfig, *, progress: bool
     return states, summary
 
 
+_KEYS = ("ctx_dims", "ctx_scal", "q_dims", "q_scal", "roles", "slots", "y", "quantile", "untried", "expert")
+
+
 def save_states(states: list[State], path: str) -> None:
-    """Save labelled states as plain tensors (loadable with ``weights_only=True``)."""
-    blob = []
+    """Save labelled states packed into a few flat tensors (fast to load with ``weights_only=True``)."""
+    per: dict[str, list[np.ndarray]] = {k: [] for k in _KEYS}
+    shapes: dict[str, list[tuple[int, ...]]] = {k: [] for k in _KEYS}
     for s in states:
         e = s.enc
-        blob.append({
-            "ctx_dims": torch.from_numpy(e.ctx_dims.astype(np.float16)),
-            "ctx_scal": torch.from_numpy(e.ctx_scal),
-            "q_dims": torch.from_numpy(e.q_dims.astype(np.float16)),
-            "q_scal": torch.from_numpy(e.q_scal),
-            "roles": torch.from_numpy(e.roles),
-            "slots": torch.from_numpy(e.slots),
-            "y": torch.from_numpy(s.y),
-            "quantile": torch.from_numpy(s.quantile),
-            "untried": torch.from_numpy(s.untried),
-            "expert": torch.from_numpy(s.expert),
-        })
+        arrays = {
+            "ctx_dims": e.ctx_dims.astype(np.float16), "ctx_scal": e.ctx_scal.astype(np.float16),
+            "q_dims": e.q_dims.astype(np.float16), "q_scal": e.q_scal.astype(np.float16),
+            "roles": e.roles, "slots": e.slots, "y": s.y, "quantile": s.quantile, "untried": s.untried,
+            "expert": s.expert,
+        }
+        for k, a in arrays.items():
+            per[k].append(a.reshape(-1))
+            shapes[k].append(a.shape)
+    blob: dict[str, torch.Tensor] = {"n": torch.tensor(len(states))}
+    for k in _KEYS:
+        blob[k] = torch.from_numpy(np.concatenate(per[k]) if per[k] else np.zeros(0))
+        dims = max((len(sh) for sh in shapes[k]), default=1)
+        blob[k + "/shape"] = torch.tensor([list(sh) + [0] * (dims - len(sh)) for sh in shapes[k]], dtype=torch.long).reshape(len(states), dims)
     torch.save(blob, path)
 
 
 def load_states(path: str) -> list[dict[str, torch.Tensor]]:
-    return torch.load(path, map_location="cpu", weights_only=True)  # type: ignore[no-any-return]
+    """Inverse of :func:`save_states`: a list of per-state dicts of tensors (views into the packed ones)."""
+    blob = torch.load(path, map_location="cpu", weights_only=True)
+    n = int(blob["n"])
+    out: list[dict[str, torch.Tensor]] = [{} for _ in range(n)]
+    for k in _KEYS:
+        shapes = blob[k + "/shape"].tolist()
+        sizes = [int(np.prod(sh)) for sh in shapes]
+        parts = torch.split(blob[k], sizes)
+        for i, (part, sh) in enumerate(zip(parts, shapes)):
+            out[i][k] = part.view(*sh)
+    return out

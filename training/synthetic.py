@@ -36,6 +36,8 @@ FAMILIES = ("lr_bs", "generic", "mixture")
 
 def make_synthetic(family: str, seed: int) -> TabularTask:
     """Draw one synthetic task of ``family`` deterministically from ``seed``."""
+    if family not in FAMILIES:
+        raise ValueError(f"unknown synthetic family {family!r}; use one of {FAMILIES}")
     rng = np.random.default_rng([seed, FAMILIES.index(family)])
     if family == "lr_bs":
         return _lr_bs(rng, seed)

@@ -44,7 +44,7 @@ __all__ = [
 
 D_MAX = 96  #: widest unit cube the model reads (wider spaces fall back to the classical agent)
 F_AX = 4  #: fidelity axes the model reads
-C_MAX = 96  #: context tokens after summarising
+C_MAX = 64  #: context tokens after summarising
 N_CH = 8  #: per-dimension channels
 N_SCAL = 24  #: scalar features per token
 _ROLE_INDEX = {r: i for i, r in enumerate(ROLES)}

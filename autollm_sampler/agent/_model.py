@@ -57,10 +57,10 @@ FORMAT_VERSION = 1
 class AgentModelConfig:
     """Architecture of the policy network (kept small: it runs on a laptop CPU in milliseconds)."""
 
-    hidden_size: int = 96
-    num_layers: int = 3
+    hidden_size: int = 64
+    num_layers: int = 2
     num_heads: int = 4
-    intermediate_size: int = 192
+    intermediate_size: int = 128
     max_params: int = D_MAX
     n_random_candidates: int = 192
     n_local_candidates: int = 96
@@ -228,7 +228,10 @@ class TransformerAgent(Agent):
                     f"checkpoint {str(p)!r} lacks {name}; train one with "
                     "`python -m training.pipeline --config training/configs/default.yaml`"
                 )
-        manifest = json.loads((p / "manifest.json").read_text())
+        try:
+            manifest = json.loads((p / "manifest.json").read_text())
+        except ValueError as exc:  # also UnicodeDecodeError
+            raise CheckpointError(f"{p / 'manifest.json'} is not valid JSON ({exc}); the checkpoint is corrupt") from None
         if verify:
             for name, digest in manifest.get("files", {}).items():
                 got = _sha256(p / name)
