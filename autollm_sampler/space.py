@@ -169,7 +169,7 @@ class FloatParam(_ParamBase):
 
     def to_unit(self, value: Any) -> list[float]:
         v = float(value)
-        if self.high == self.low:
+        if self.high == self.low or (self.log and math.log(self.high) == math.log(self.low)):
             return [0.5]
         if self.log:
             return [float(np.clip((math.log(v) - math.log(self.low)) / (math.log(self.high) - math.log(self.low)), 0, 1))]
