@@ -17,6 +17,7 @@ import csv
 import io
 import json
 import math
+import os
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, Literal
@@ -311,7 +312,7 @@ class History(BaseModel):
         return cls.from_records(records, source=source)
 
     @classmethod
-    def load(cls, path: str | Path) -> History:
+    def load(cls, path: str | os.PathLike[str]) -> History:
         """Read a ``.jsonl``, ``.json`` or ``.csv`` history file."""
         p = Path(path)
         try:
@@ -324,7 +325,7 @@ class History(BaseModel):
             return cls.from_json(text)
         return cls.from_jsonl(text, source=str(p))
 
-    def save(self, path: str | Path) -> None:
+    def save(self, path: str | os.PathLike[str]) -> None:
         p = Path(path)
         p.write_text(self.to_json() if p.suffix.lower() == ".json" else self.to_jsonl())
 
