@@ -319,8 +319,8 @@ class AskTell:
                 f"the cost-aware budget {self._schedule.budget:.4g} is spent; call recommend() for the answer, "
                 "or pass fidelity= to ask() to run outside the budget"
             )
-        lv = self._schedule.levels[level]
-        return dict(lv.fidelity), lv.cost, self._schedule.describe(level, spent)
+        chosen = self._schedule.levels[level]
+        return dict(chosen.fidelity), chosen.cost, self._schedule.describe(level, spent)
 
     # ------------------------------------------------------------------ persistence
     def save(self, path: str | os.PathLike[str]) -> None:

@@ -160,6 +160,11 @@ def load_history(path: str | Path | None, space: SearchSpace, target: Mapping[st
                 raise InvalidHistoryError(f"{src}, line {line_no}: not valid JSON ({exc.msg})") from None
             if not isinstance(rec, dict):
                 raise InvalidHistoryError(f"{src}, line {line_no}: expected a JSON object, got {rec!r}")
+            if rec.get("state", "complete") == "complete" and rec.get("value") is None:
+                raise InvalidHistoryError(
+                    f"{src}, line {line_no}, field 'value': missing; a complete trial needs a value "
+                    "(or give its state: 'failed', 'pruned' or 'running')"
+                )
             records.append((line_no, rec))
         history = History.from_records(records, source=src)
         lines = [n for n, _ in records]

@@ -33,6 +33,12 @@ Trial states
     (including NaN objectives) mark configurations as tried. RUNNING and WAITING trials are *pending*: their
     configurations, including a proposal not yet written as params, are never proposed again.
 
+Concurrency
+    Threads (``n_jobs > 1``) share one lock. Processes sharing RDB or journal storage see each other's
+    proposals as soon as they are written; to close the race between reading the study and writing a
+    proposal, the sampler claims its proposal, re-reads the study, and proposes again (up to
+    ``_CLAIM_ATTEMPTS`` times) when another trial claimed the same configuration earlier.
+
 Each proposal's predicted value, its uncertainty, its rationale and its source are stored as user
 attributes ``autollm:predicted_value``, ``autollm:predicted_std``, ``autollm:rationale`` and
 ``autollm:source`` (so optuna-dashboard shows them); :meth:`AutoLLMSampler.explain` prints them.
@@ -102,6 +108,9 @@ _PROPOSAL = ATTR_PREFIX + "proposal"  # system attr: the proposal, visible to ot
 _READ_AT = ATTR_PREFIX + "read_at"  # system attr: when the history for this proposal was read
 _PROPOSED_AT = ATTR_PREFIX + "proposed_at"  # system attr: when the proposal was written
 _BUDGET_OUT = ATTR_PREFIX + "budget_exhausted"
+_ATTEMPTS = ATTR_PREFIX + "claim_attempts"  # system attr: proposals made before one was kept
+_CLAIM_ATTEMPTS = 3
+_CACHE_LIMIT = 200_000  # cached finished trials before the caches are cleared  # proposals per trial when another process claimed the same configuration first
 
 _FINISHED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
 _PENDING = (TrialState.RUNNING, TrialState.WAITING)
@@ -222,6 +231,13 @@ class AutoLLMSampler(BaseSampler):
         self._cost_attr = cost_attr
         self._lock = threading.RLock()
         self._warned: set[str] = set()
+        self._reset_caches()
+
+    def _reset_caches(self) -> None:
+        # finished trials never change, so their fidelity and converted form are cached by trial id
+        self._fid_cache: dict[tuple[int, int], dict[str, float] | None] = {}
+        self._trial_cache: dict[tuple[int, int], tuple[Any, Trial | None]] = {}
+        self._space_cache: dict[Any, tuple[SearchSpace, dict[str, _Slot]]] = {}
 
     # ------------------------------------------------------------------ public properties
     @property
@@ -244,6 +260,8 @@ class AutoLLMSampler(BaseSampler):
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
         del state["_lock"]
+        for cache in ("_fid_cache", "_trial_cache", "_space_cache"):
+            state.pop(cache, None)
         if not isinstance(self._agent_spec, Agent):
             state["_agent"] = None  # reloaded from its name or path on first use
         return state
@@ -251,6 +269,7 @@ class AutoLLMSampler(BaseSampler):
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
         self._lock = threading.RLock()
+        self._reset_caches()
 
     # ------------------------------------------------------------------ BaseSampler API
     def reseed_rng(self) -> None:
@@ -274,7 +293,8 @@ class AutoLLMSampler(BaseSampler):
         self._check_single_objective(study)
         try:
             fid = self._fidelity_of(trial)
-            return self._infer_space(study, fid if fid is not None else self._target, exclude=trial.number)
+            with self._lock:
+                return self._infer_space(study, fid if fid is not None else self._target, exclude=trial.number)
         except Exception as exc:  # never fail a study: fall back to independent sampling
             logger.warning("AutoLLMSampler could not infer the search space (%s: %s); sampling independently", type(exc).__name__, exc)
             return {}
@@ -479,6 +499,16 @@ class AutoLLMSampler(BaseSampler):
             fid[a] = fv
         return fid
 
+    def _cached_fidelity(self, study: Study, t: FrozenTrial) -> dict[str, float] | None:
+        if t.state not in _FINISHED:
+            return self._fidelity_of(t)
+        key = (id(study._storage), t._trial_id)
+        if key not in self._fid_cache:
+            if len(self._fid_cache) > _CACHE_LIMIT:
+                self._fid_cache.clear()
+            self._fid_cache[key] = self._fidelity_of(t)
+        return self._fid_cache[key]
+
     def _warn_once(self, key: str, msg: str, *args: Any) -> None:
         if key not in self._warned:
             self._warned.add(key)
@@ -498,7 +528,7 @@ class AutoLLMSampler(BaseSampler):
         if not finished:
             return {}
         complete = [t for t in finished if t.state == TrialState.COMPLETE]
-        here = [t for t in complete if (f := self._fidelity_of(t)) is not None and same_fidelity(f, fid)]
+        here = [t for t in complete if (f := self._cached_fidelity(study, t)) is not None and same_fidelity(f, fid)]
         ref = here or complete or finished
         names = set(ref[0].distributions)
         for t in ref[1:]:
@@ -525,6 +555,15 @@ class AutoLLMSampler(BaseSampler):
         return space
 
     def _build_space(self, search_space: Mapping[str, BaseDistribution], study: Study) -> tuple[SearchSpace, dict[str, _Slot]]:
+        key = (tuple((n, repr(d)) for n, d in search_space.items()), study.direction)
+        hit = self._space_cache.get(key)
+        if hit is None:
+            if len(self._space_cache) > 1000:
+                self._space_cache.clear()
+            hit = self._space_cache[key] = self._make_space(search_space, study)
+        return hit
+
+    def _make_space(self, search_space: Mapping[str, BaseDistribution], study: Study) -> tuple[SearchSpace, dict[str, _Slot]]:
         params: dict[str, Any] = {}
         slots: dict[str, _Slot] = {}
         seen_groups: set[str] = set()
@@ -581,18 +620,23 @@ class AutoLLMSampler(BaseSampler):
         space: SearchSpace,
         slots: Mapping[str, _Slot],
         fid_now: Mapping[str, float],
+        known: dict[int, dict[str, Any]] | None = None,
     ) -> tuple[History, list[dict[str, Any]]]:
-        """The study as a :class:`History`, plus the pending configurations at ``fid_now``."""
+        """The study as a :class:`History`, plus the pending configurations at ``fid_now``.
+
+        ``known`` (if given) receives, by trial number, the configuration accounted for (Optuna names).
+        """
         trials: list[Trial] = []
         pending: list[dict[str, Any]] = []
         names = set(space.params)
+        store = id(study._storage)
         for t in study.get_trials(deepcopy=False):
             if trial is not None and t.number == trial.number:
                 continue
-            fid = self._fidelity_of(t)
-            if fid is None:
-                continue
             if t.state in _PENDING:
+                fid = self._fidelity_of(t)
+                if fid is None:
+                    continue
                 merged: dict[str, Any] = {}
                 proposal = t.system_attrs.get(_PROPOSAL)
                 if isinstance(proposal, Mapping):
@@ -604,26 +648,46 @@ class AutoLLMSampler(BaseSampler):
                 cfg = self._agent_params(merged, space, slots)
                 if set(cfg) == names and same_fidelity(fid, fid_now):
                     pending.append(cfg)
+                    if known is not None:
+                        known[t.number] = merged
                 continue
             if t.state not in _FINISHED:
                 continue
-            params = self._agent_params(t.params, space, slots)
-            if not params or (same_fidelity(fid, fid_now) and set(params) != names):
+            key = (store, t._trial_id)
+            entry = self._trial_cache.get(key)
+            if entry is None or entry[0] is not space:  # the (cached) space object identifies the conversion
+                if len(self._trial_cache) > _CACHE_LIMIT:
+                    self._trial_cache.clear()
+                entry = self._trial_cache[key] = (space, self._convert_finished(study, t, space, slots))
+            converted = entry[1]
+            if converted is None:
                 continue
-            state, value = _state_value(t)
-            cost = finite_or_none(t.user_attrs.get(self._cost_attr))
-            trials.append(
-                Trial.model_construct(
-                    id=t.number,
-                    params=params,
-                    fidelity=fid,
-                    value=value,
-                    state=state,
-                    cost=cost if cost is not None and cost >= 0 else None,
-                    attrs={},
-                )
-            )
+            if same_fidelity(converted.fidelity, fid_now) and len(converted.params) != len(names):
+                continue
+            if known is not None:
+                known[t.number] = t.params
+            trials.append(converted)
         return History.model_construct(trials=trials, fidelity_axes=self._axes), pending
+
+    def _convert_finished(self, study: Study, t: FrozenTrial, space: SearchSpace, slots: Mapping[str, _Slot]) -> Trial | None:
+        """A finished Optuna trial as a history :class:`Trial` (``None`` if it says nothing about the space)."""
+        fid = self._cached_fidelity(study, t)
+        if fid is None:
+            return None
+        params = self._agent_params(t.params, space, slots)
+        if not params:
+            return None
+        state, value = _state_value(t)
+        cost = finite_or_none(t.user_attrs.get(self._cost_attr))
+        return Trial.model_construct(
+            id=t.number,
+            params=params,
+            fidelity=fid,
+            value=value,
+            state=state,
+            cost=cost if cost is not None and cost >= 0 else None,
+            attrs={},
+        )
 
     # ------------------------------------------------------------------ internals: proposing
     def _sample_relative(self, study: Study, trial: FrozenTrial, search_space: dict[str, BaseDistribution]) -> dict[str, Any]:
@@ -633,15 +697,32 @@ class AutoLLMSampler(BaseSampler):
         fid = self._fidelity_of(trial)
         fid_now = fid if fid is not None else dict(self._target)
         read_at = time.time()
-        history, pending = self._collect(study, trial, space, slots, fid_now)
-        seed = derive_seed(self._seed_base, trial.number)
-        proposal = self.agent.propose(history, space, fid_now, n=1, seed=seed, pending=pending)[0]
-        params = self._to_optuna(proposal.params, search_space, space, slots)
+        known: dict[int, dict[str, Any]] = {}
+        history, pending = self._collect(study, trial, space, slots, fid_now, known)
         storage = study._storage
-        system: dict[str, Any] = {_PROPOSAL: params, _READ_AT: read_at, _PROPOSED_AT: time.time()}
-        for k, v in system.items():
-            storage.set_trial_system_attr(trial._trial_id, k, v)
-        user = {
+        shared = not isinstance(getattr(storage, "_backend", storage), optuna.storages.InMemoryStorage)
+        for attempt in range(_CLAIM_ATTEMPTS):
+            seed = derive_seed(self._seed_base, trial.number, attempt)
+            proposal = self.agent.propose(history, space, fid_now, n=1, seed=seed, pending=pending)[0]
+            params = self._to_optuna(proposal.params, search_space, space, slots)
+            # claim: the proposal first, then the time its write completed
+            storage.set_trial_system_attr(trial._trial_id, _PROPOSAL, params)
+            proposed_at = time.time()
+            for k, v in ((_PROPOSED_AT, proposed_at), (_READ_AT, read_at), (_ATTEMPTS, attempt + 1)):
+                storage.set_trial_system_attr(trial._trial_id, k, v)
+            if not shared:
+                break  # one process: the lock already serialises proposals
+            # verify: did another process claim the same configuration first, unseen at read time?
+            read_at = time.time()
+            clash = self._claimed_elsewhere(study, trial, params, proposed_at, fid_now, known)
+            if clash is None or attempt == _CLAIM_ATTEMPTS - 1:
+                break
+            logger.debug("trial %d: %s was claimed by trial %d first; proposing again", trial.number, params, clash[0])
+            known[clash[0]] = clash[1]
+            cfg = self._agent_params(clash[1], space, slots)
+            if set(cfg) == set(space.params):
+                pending.append(cfg)
+        user: dict[str, Any] = {
             _PRED: finite_or_none(proposal.predicted_value),
             _STD: finite_or_none(proposal.predicted_std),
             _WHY: str(proposal.rationale),
@@ -652,6 +733,38 @@ class AutoLLMSampler(BaseSampler):
             trial.user_attrs[k] = v
         logger.debug("trial %d: proposed %s (%s)", trial.number, params, proposal.source)
         return params
+
+    def _claimed_elsewhere(
+        self,
+        study: Study,
+        trial: FrozenTrial,
+        params: Mapping[str, Any],
+        proposed_at: float,
+        fid_now: Mapping[str, float],
+        known: Mapping[int, Mapping[str, Any]],
+    ) -> tuple[int, dict[str, Any]] | None:
+        """A trial, unknown when we read the study, that claimed ``params`` at this fidelity before us.
+
+        A claim whose time is not written yet counts as earlier. Whatever the interleaving of two
+        processes' writes and reads, at least one of them sees the other's claim as earlier and yields.
+        """
+        for t in study.get_trials(deepcopy=False):
+            if t.number == trial.number:
+                continue
+            other = t.system_attrs.get(_PROPOSAL)
+            merged = {**(other if isinstance(other, Mapping) else {}), **t.params}
+            if not all(k in merged and merged[k] == v for k, v in params.items()):
+                continue
+            seen = known.get(t.number)
+            if seen is not None and all(k in seen and seen[k] == v for k, v in params.items()):
+                continue  # this claim was already in the history or pending when we proposed
+            other_at = finite_or_none(t.system_attrs.get(_PROPOSED_AT))
+            if other_at is not None and (other_at, t.number) > (proposed_at, trial.number):
+                continue
+            f = self._fidelity_of(t)
+            if f is not None and same_fidelity(f, fid_now):
+                return t.number, merged
+        return None
 
     def _to_optuna(
         self,
@@ -770,7 +883,7 @@ def measure_overhead(
     seed: int = 0,
     agent: AgentSpec = "classical",
     progress: Callable[[str], None] | None = None,
-) -> list[dict[str, float]]:
+) -> list[dict[str, Any]]:
     """Per-trial sampler overhead of :class:`AutoLLMSampler` and ``TPESampler`` side by side.
 
     For each history size, both samplers get the same study content: ``n`` completed trials on a
@@ -779,7 +892,8 @@ def measure_overhead(
     (plus the in-memory storage, the same for both).
 
     Returns:
-        one row per size: ``n_completed``, ``autollm_ms``, ``tpe_ms`` (mean per trial) and ``ratio``.
+        one row per size: ``n_completed``, ``autollm_ms``, ``tpe_ms`` (mean per trial), ``ratio`` and
+        ``agent`` (the name of the agent actually used, after any fallback).
     """
     dists: dict[str, BaseDistribution] = {
         "lr": FloatDistribution(1e-5, 1e-1, log=True),
@@ -787,7 +901,7 @@ def measure_overhead(
         "batch_size": CategoricalDistribution([32, 64, 128, 256, 512]),
     }
     rng = np.random.default_rng(seed)
-    rows: list[dict[str, float]] = []
+    rows: list[dict[str, Any]] = []
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     for n in n_completed:
         history = []
@@ -816,8 +930,9 @@ def measure_overhead(
                 trial.suggest_categorical("batch_size", [32, 64, 128, 256, 512])
                 study.tell(trial, 1.0)
             times[label] = (time.perf_counter() - t0) / n_measured * 1e3
+        used = samplers["autollm"].agent.name  # type: ignore[attr-defined]
         rows.append(
-            {"n_completed": float(n), "autollm_ms": times["autollm"], "tpe_ms": times["tpe"], "ratio": times["autollm"] / times["tpe"]}
+            {"n_completed": n, "autollm_ms": times["autollm"], "tpe_ms": times["tpe"], "ratio": times["autollm"] / times["tpe"], "agent": used}
         )
         if progress is not None:
             progress(f"n={n}: AutoLLMSampler {times['autollm']:.2f} ms/trial, TPESampler {times['tpe']:.2f} ms/trial")

@@ -1,0 +1,218 @@
+"""AutoLLMSearcher: Tune space conversion, the Searcher callbacks, save/restore, and a real Ray Tune run."""
+
+from __future__ import annotations
+
+import glob
+import logging
+import math
+import os
+import pickle
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from ray import tune
+from ray.tune.search import ConcurrencyLimiter, Searcher
+
+from autollm_sampler.exceptions import InvalidSpaceError
+from autollm_sampler.integrations.ray import AutoLLMSearcher, convert_tune_space
+from autollm_sampler.space import CategoricalParam, FloatParam, IntParam
+
+TARGET = {"n_tokens": 2e10}
+CHEAP = {"n_tokens": 1e9}
+SPACE = {"lr": tune.choice([1e-4, 3e-4, 1e-3, 3e-3, 1e-2]), "bs": tune.choice([32, 64, 128])}
+
+
+def loss(lr: float, bs: int) -> float:
+    return 2.0 + (math.log10(lr) + 2.5) ** 2 + 0.05 * abs(math.log2(bs / 64))
+
+
+def cheap_history() -> list[dict[str, Any]]:
+    return [
+        {"params": {"lr": lr, "bs": bs}, "fidelity": CHEAP, "value": 1.2 * loss(lr, bs)}
+        for lr in (1e-4, 3e-4, 1e-3, 3e-3, 1e-2)
+        for bs in (32, 64, 128)
+    ]
+
+
+def make(**kw: Any) -> AutoLLMSearcher:
+    args: dict[str, Any] = {"metric": "loss", "mode": "min", "fidelity": ("n_tokens",), "target": TARGET,
+                            "agent": "classical", "seed": 0, "history": cheap_history()}
+    args.update(kw)
+    s = AutoLLMSearcher(**args)
+    s.set_search_properties(None, None, dict(SPACE))
+    return s
+
+
+# --------------------------------------------------------------------------- conversion
+def test_convert_tune_space_covers_the_common_domains() -> None:
+    space, quantize, constants = convert_tune_space({
+        "opt": {"lr": tune.loguniform(1e-5, 1e-1), "wd": tune.uniform(0.0, 0.3), "clip": tune.quniform(0.0, 2.0, 0.5)},
+        "layers": tune.randint(2, 12), "width": tune.lograndint(64, 1024), "heads": tune.qrandint(2, 16, 2),
+        "warmup": tune.qloguniform(10, 1000, 10), "act": tune.choice(["gelu", "relu"]), "seed": 3,
+    })
+    p = space.params
+    assert p["opt/lr"] == FloatParam(low=1e-5, high=1e-1, log=True)
+    assert p["opt/wd"] == FloatParam(low=0.0, high=0.3)
+    assert p["opt/clip"] == FloatParam(low=0.0, high=2.0, step=0.5)
+    assert p["layers"] == IntParam(low=2, high=11)  # randint's upper bound is exclusive
+    assert p["width"] == IntParam(low=64, high=1023, log=True)
+    assert p["heads"] == IntParam(low=2, high=16, step=2)  # qrandint's upper bound is inclusive
+    assert p["warmup"] == FloatParam(low=10, high=1000, log=True) and quantize == {"warmup": 10.0}
+    assert isinstance(p["act"], CategoricalParam) and constants == {"seed": 3}
+
+
+@pytest.mark.parametrize(
+    ("config", "match"),
+    [
+        ({"x": tune.grid_search([1, 2])}, "grid_search is not supported"),
+        ({"x": tune.randn(0, 1)}, "Normal is not supported"),
+        ({"x": tune.sample_from(lambda _: 1)}, "not supported"),
+    ],
+)
+def test_unsupported_tune_domains_are_named(config: dict[str, Any], match: str) -> None:
+    with pytest.raises(InvalidSpaceError, match=match):
+        convert_tune_space(config)
+
+
+# --------------------------------------------------------------------------- callbacks
+def test_suggest_transfers_and_writes_the_fidelity_keys() -> None:
+    s = make()
+    cfg = s.suggest("t1")
+    assert cfg == {"lr": 3e-3, "bs": 64, "n_tokens": 2e10}
+
+
+def test_pending_trials_are_not_proposed_again_and_states_are_recorded() -> None:
+    s = make()
+    cfgs = {tid: s.suggest(tid) for tid in ("a", "b", "c", "d", "e")}
+    keys = {(c["lr"], c["bs"]) for c in cfgs.values()}
+    assert len(keys) == 5
+    s.on_trial_result("a", {"loss": 3.0, "training_iteration": 1})
+    s.on_pause("a")
+    s.on_unpause("a")
+    s.on_trial_complete("a", {"loss": 2.1, "training_iteration": 2})
+    s.on_trial_complete("b", None, error=True)
+    s.on_trial_complete("c", result=None)
+    s.on_trial_complete("d", {"loss": float("nan"), "training_iteration": 2})
+    s.on_trial_complete("e", {"loss": 2.5, "training_iteration": 1})  # stopped early (ASHA-style)
+    s.on_trial_complete("unknown", {"loss": 1.0})  # never suggested: ignored
+    target = [t for t in s.history.trials if t.fidelity == TARGET]
+    assert [t.state for t in target] == ["complete", "failed", "failed", "failed", "pruned"]
+    assert target[0].value == 2.1 and target[-1].value == 2.5
+    assert target[0].attrs["rationale"].startswith("Transferred")
+    # failed and pruned configurations count as tried
+    nxt = s.suggest("f")
+    assert (nxt["lr"], nxt["bs"]) not in keys
+
+
+def test_add_evaluated_point_reads_fidelity_keys() -> None:
+    s = AutoLLMSearcher(metric="loss", mode="max", fidelity=("n_tokens",), target=TARGET, agent="classical", seed=0)
+    s.set_search_properties(None, None, dict(SPACE))
+    s.add_evaluated_point({"lr": 1e-3, "bs": 32, "n_tokens": 1e9}, 5.0)
+    s.add_evaluated_point({"lr": 1e-2, "bs": 32, "n_tokens": 1e9}, 7.0)
+    s.add_evaluated_point({"lr": 1e-4, "bs": 32}, 0.0, error=True)
+    assert [(t.fidelity, t.state) for t in s.history.trials] == [(CHEAP, "complete"), (CHEAP, "complete"), (TARGET, "failed")]
+    assert s.suggest("x")["lr"] == 1e-2  # mode="max": the highest cheap value is transferred
+
+
+def test_save_restore_and_pickle_continue_identically(tmp_path: Path) -> None:
+    s = make()
+    for tid in ("a", "b"):
+        s.suggest(tid)
+    s.on_trial_complete("a", {"loss": 2.2})
+    path = str(tmp_path / "searcher.pkl")
+    s.save(path)
+    restored = AutoLLMSearcher(agent="classical")
+    restored.restore(path)
+    clone = pickle.loads(pickle.dumps(s))
+    expected = s.suggest("c")
+    assert restored.suggest("c") == expected
+    assert clone.suggest("c") == expected
+    assert restored.metric == "loss" and restored.mode == "min"
+    assert len(restored.history) == len(s.history)
+
+
+def test_cost_aware_searcher_finishes_when_the_budget_is_spent() -> None:
+    levels = [{"n_tokens": 1e9, "cost": 1.0}, {"n_tokens": 2e10, "cost": 10.0}]
+    s = AutoLLMSearcher(metric="loss", mode="min", fidelity=("n_tokens",), target=TARGET, agent="classical",
+                        seed=0, fidelity_levels=levels, budget=30.0)
+    s.set_search_properties(None, None, dict(SPACE))
+    fids = []
+    for i in range(50):
+        cfg = s.suggest(str(i))
+        if cfg == Searcher.FINISHED:
+            break
+        fids.append(cfg["n_tokens"])
+        s.on_trial_complete(str(i), {"loss": loss(cfg["lr"], cfg["bs"]) * (1.2 if cfg["n_tokens"] < 2e10 else 1.0)})
+    assert fids == [1e9] * 12 + [2e10] + [1e9] * 8  # 40% of 30 on the cheap level, then what remains
+    assert s.budget_spent() == pytest.approx(30.0)
+    assert s.recommend().source == "observed"
+
+
+def test_explicit_space_and_errors() -> None:
+    with pytest.raises(ValueError, match="use 'min' or 'max'"):
+        AutoLLMSearcher(mode="best")
+    s = AutoLLMSearcher({"params": {"mix": {"type": "simplex", "components": ["a", "b"]}}}, metric="m", mode="min",
+                        agent="classical", seed=0)
+    w = s.suggest("t")["mix"]
+    assert set(w) == {"a", "b"} and sum(w.values()) == pytest.approx(1.0)
+    assert s.set_search_properties("m", "min", {"x": tune.uniform(0, 1)}) is False  # already has a space
+    with pytest.raises(RuntimeError, match="no search space"):
+        AutoLLMSearcher(agent="classical").suggest("t")
+
+
+# --------------------------------------------------------------------------- a real Ray Tune run
+@pytest.fixture(scope="module")
+def ray_runtime() -> Any:
+    import ray
+
+    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+    # Ray's workers cannot import this test module by name: ship its functions by value
+    ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
+    ray.init(num_cpus=2, include_dashboard=False, logging_level=logging.ERROR, log_to_driver=False)
+    yield ray
+    ray.shutdown()
+
+
+def _trainable(config: dict[str, Any]) -> None:
+    if config["bs"] == 32 and config["lr"] == 1e-2:
+        raise RuntimeError("diverged")  # a crashing run: Tune reports it with error=True
+    for i in range(3):
+        tune.report({"loss": loss(config["lr"], config["bs"]) + 0.3 / (i + 1), "n_tokens": config["n_tokens"]})
+
+
+def test_real_ray_tune_run_with_concurrency_limiter_and_asha(ray_runtime: Any, tmp_path: Path) -> None:
+    from ray.tune.schedulers import ASHAScheduler
+
+    history = cheap_history()
+    history[-1] = {"params": {"lr": 1e-2, "bs": 32}, "fidelity": CHEAP, "value": 1.0}  # lure the agent to the crash
+    searcher = AutoLLMSearcher(fidelity=("n_tokens",), target=TARGET, agent="classical", seed=0, history=history)
+    tuner = tune.Tuner(
+        _trainable,
+        param_space=dict(SPACE),
+        tune_config=tune.TuneConfig(
+            search_alg=ConcurrencyLimiter(searcher, max_concurrent=2),
+            scheduler=ASHAScheduler(max_t=3, grace_period=1, reduction_factor=2),
+            num_samples=8, metric="loss", mode="min", reuse_actors=True,
+        ),
+        run_config=tune.RunConfig(storage_path=str(tmp_path), name="exp", verbose=0),
+    )
+    results = tuner.fit()
+    assert len(results) == 8
+    assert all(r.config["n_tokens"] == 2e10 for r in results)
+    assert len(results.errors) == 1
+    target = [t for t in searcher.history.trials if t.fidelity == TARGET]
+    assert len(target) == 8
+    assert [t.state for t in target].count("failed") == 1
+    assert len({(t.params["lr"], t.params["bs"]) for t in target}) == 8  # no configuration twice
+    assert target[0].params == {"lr": 1e-2, "bs": 32}  # the transferred cheap optimum ran first
+    full = [t for t in target if t.state == "complete"]
+    assert full and all(t.attrs["iterations"] == 3 for t in full)
+    assert all(t.attrs["iterations"] < 3 for t in target if t.state == "pruned")
+    # Tune checkpointed the searcher through save(); it restores
+    ckpts = glob.glob(str(tmp_path / "exp" / "searcher-state-*.pkl"))
+    assert ckpts
+    again = AutoLLMSearcher(agent="classical")
+    again.restore_from_dir(str(tmp_path / "exp"))
+    assert len(again.history) == len(searcher.history)
