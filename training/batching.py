@@ -28,7 +28,7 @@ def collate_states(states: Sequence[dict[str, torch.Tensor]]) -> dict[str, torch
         "ctx_mask": torch.zeros(B, C, dtype=torch.bool),
         "q_mask": torch.zeros(B, Q, dtype=torch.bool),
     }
-    labels = {k: torch.zeros(B, Q) for k in ("y", "quantile", "untried", "expert") if k in states[0]}
+    labels: dict[str, torch.Tensor] = {k: torch.zeros(B, Q) for k in ("y", "quantile", "untried", "expert") if k in states[0]}
     for b, s in enumerate(states):
         c, q, w = int(s["ctx_dims"].shape[0]), int(s["q_dims"].shape[0]), int(s["roles"].shape[0])
         out["ctx_dims"][b, :c, :w] = s["ctx_dims"].float()

@@ -54,8 +54,8 @@ def evaluate(policies: dict[str, gym.Policy], tasks: list[str], seeds: int, hist
     for tid in tasks:
         task = gym.make(tid, raw_dir=raw_dir)
         for name, pol in policies.items():
-            gaps = {k: [] for k in KS}
-            regs = {k: [] for k in KS}
+            gaps: dict[int, list[float]] = {k: [] for k in KS}
+            regs: dict[int, list[float]] = {k: [] for k in KS}
             n_seeds = 1 if (pol.deterministic and history == "full") else seeds
             for exp in gym.experiments(task, "test"):
                 for s in range(n_seeds):

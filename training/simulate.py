@@ -157,6 +157,6 @@ def load_states(path: str) -> list[dict[str, torch.Tensor]]:
         shapes = blob[k + "/shape"].tolist()
         sizes = [int(np.prod(sh)) for sh in shapes]
         parts = torch.split(blob[k], sizes)
-        for i, (part, sh) in enumerate(zip(parts, shapes)):
+        for i, (part, sh) in enumerate(zip(parts, shapes, strict=True)):
             out[i][k] = part.view(*sh)
     return out

@@ -134,10 +134,10 @@ def _generic(rng: np.random.Generator, seed: int) -> TabularTask:
         seen = set()
         for _ in range(n):
             c = space.sample(rng)
-            k = space.config_key(c)
-            if k in seen:
+            key = space.config_key(c)
+            if key in seen:
                 continue
-            seen.add(k)
+            seen.add(key)
             u = space.to_unit(c)
             v = base + float(np.sum(curv * (u - centre) ** 2)) / space.width
             v += float(np.sum(amp * np.cos(6 * (bumps @ (u - centre)))))
@@ -174,7 +174,7 @@ def _mixture(rng: np.random.Generator, seed: int) -> TabularTask:
         for w in rows:
             loss = base - 0.3 * float(np.sum(ideal * np.log(w + 1e-3))) / k + float(w @ inter @ w)
             loss *= 1 + rng.normal(0, noise)
-            configs.append({"mixture": {c: float(x) for c, x in zip(comps, w)}})
+            configs.append({"mixture": {c: float(x) for c, x in zip(comps, w, strict=True)}})
             values.append(loss if sign > 0 else 100.0 - 10 * loss)
         size = 10.0 ** (6 + 1.2 * level)
         cells.append(Cell(name=f"size={size:.3g}", fidelity={"n_params": size}, space=space, configs=configs,

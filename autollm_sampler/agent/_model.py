@@ -101,7 +101,7 @@ class PolicyNet(nn.Module):
             attention_dropout=0.0,
         )
         self.backbone = LlamaModel(llama)
-        self.backbone.embed_tokens = None  # we feed inputs_embeds only
+        self.backbone.embed_tokens = None  # type: ignore[assignment]  # we feed inputs_embeds only
         self.score_head = nn.Sequential(nn.Linear(d, d), nn.GELU(), nn.Linear(d, 1))
         self.value_head = nn.Sequential(nn.Linear(d, d), nn.GELU(), nn.Linear(d, 2))
 
@@ -273,20 +273,20 @@ class TransformerAgent(Agent):
         pts = [rng.random((cfg.n_random_candidates, W))]
         centres = [enc_probe.extrap, enc_probe.near]
         centres += [c.best_unit for c in enc_probe.cells]
-        for k, c in enumerate(centres):
-            scale = 0.03 if k == 0 else 0.06
-            pts.append(np.clip(c + rng.normal(0, scale, (cfg.n_local_candidates // max(len(centres), 1) + 1, W)), 0, 1))
-            pts.append(c[None])
+        for j, centre in enumerate(centres):
+            scale = 0.03 if j == 0 else 0.06
+            pts.append(np.clip(centre + rng.normal(0, scale, (cfg.n_local_candidates // max(len(centres), 1) + 1, W)), 0, 1))
+            pts.append(centre[None])
         raw = np.concatenate(pts)
         # snap through the space so every candidate is valid, then dedupe
         configs = [space.from_unit(u) for u in raw]
         seen: set[Any] = set()
-        keep = []
-        for c in configs:
-            k = space.config_key(c)
-            if k not in seen:
-                seen.add(k)
-                keep.append(c)
+        keep: list[dict[str, Any]] = []
+        for cfg_ in configs:
+            key = space.config_key(cfg_)
+            if key not in seen:
+                seen.add(key)
+                keep.append(cfg_)
         return np.stack([space.to_unit(c) for c in keep]), keep
 
     @torch.no_grad()
