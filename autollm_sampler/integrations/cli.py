@@ -26,6 +26,7 @@ import argparse
 import csv
 import io
 import json
+import logging
 import math
 import sys
 from collections.abc import Mapping, Sequence
@@ -42,6 +43,8 @@ from autollm_sampler.integrations._explain import describe_history, describe_pro
 from autollm_sampler.space import SearchSpace
 
 __all__ = ["add_parser", "load_space", "load_history", "parse_target", "suggest"]
+
+logger = logging.getLogger(__name__)
 
 
 # ---------------------------------------------------------------------- SPACE
@@ -179,11 +182,27 @@ def load_history(path: str | Path | None, space: SearchSpace, target: Mapping[st
             f"(missing {missing}, unexpected {extra})"
         )
     tkey = fidelity_key(target)
+    _warn_near_target(history, target, src)
     checked = History(fidelity_axes=tuple(target))
     for i, t in enumerate(history.trials):
         where = f"{src}, line {lines[i] if i < len(lines) else '?'}"
         checked.add(_check_trial(t, space, tkey, where))
     return checked
+
+
+def _warn_near_target(history: History, target: Mapping[str, float], src: str) -> None:
+    """Warn when trials sit within 1% of the target without matching it (a rounded --target, usually)."""
+    tkey = fidelity_key(target)
+    for key in history.cells():
+        if not key or key == tkey:
+            continue
+        fid = dict(key)
+        if all(a in fid and math.isclose(fid[a], v, rel_tol=0.01) for a, v in target.items()):
+            logger.warning(
+                "%s: trials at %s are within 1%% of --target %s but not equal, so they count as a cheaper cell; "
+                "give the target with the history's exact values if they are target runs",
+                src, fid, dict(target),
+            )
 
 
 def _check_trial(t: Trial, space: SearchSpace, tkey: Any, where: str) -> Trial:

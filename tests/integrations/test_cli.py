@@ -143,3 +143,14 @@ def test_installed_script_and_no_gym_import(files: dict[str, Path]) -> None:
             "autollm_sampler.integrations.optuna; print('autollm_sampler.gym' in sys.modules)")
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert res.stdout.strip() == "False"
+
+
+def test_a_rounded_target_is_warned_about(files: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                          caplog: pytest.LogCaptureFixture) -> None:
+    h = tmp_path / "near.jsonl"
+    h.write_text('{"params": {"lr": 0.003, "batch_size": 128}, "fidelity": {"n_params": 1073741824}, "value": 2.2}\n')
+    with caplog.at_level("WARNING", logger="autollm_sampler"):
+        rc, _, _ = run(capsys, "suggest", "--space", str(files["space_nomix.yaml"]), "--history", str(h),
+                       "--target", "n_params=1.07e9", "--agent", "classical")
+    assert rc == 0
+    assert any("within 1% of --target" in r.getMessage() for r in caplog.records)

@@ -1,0 +1,68 @@
+"""Every example runs end to end in its fast mode, as a user would start it (a fresh Python process)."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+EXAMPLES = ROOT / "examples"
+
+
+def run_example(name: str, *args: str, timeout: int = 600) -> str:
+    env = dict(os.environ, OMP_NUM_THREADS="1", RAY_AUTH_MODE="disabled")
+    out = subprocess.run([sys.executable, str(EXAMPLES / name), "--fast", *args], capture_output=True, text=True,
+                         timeout=timeout, cwd=ROOT, env=env)
+    assert out.returncode == 0, out.stderr[-4000:]
+    return out.stdout
+
+
+def test_optuna_quickstart(raw_dir: Path) -> None:
+    out = run_example("optuna_quickstart.py", "--agent", "classical")
+    assert "N=1.07B,D=20B (held-out test target)" in out
+    rows = [line for line in out.splitlines() if re.match(r"^\s*\d+ \|", line)]
+    assert len(rows) == 5  # five target trials per sampler, side by side
+    gaps = re.search(r"AutoLLMSampler ([\d.]+)%, TPESampler ([\d.]+)%", out)
+    assert gaps is not None and all(float(g) >= 0 for g in gaps.groups())
+    assert "Why AutoLLMSampler's first proposal: Transferred" in out
+
+
+def test_optuna_quickstart_with_the_default_agent(raw_dir: Path) -> None:
+    from autollm_sampler.agent import DEFAULT_CHECKPOINT
+
+    if not (DEFAULT_CHECKPOINT / "model.safetensors").exists():
+        pytest.skip(f"the default checkpoint is not shipped yet ({DEFAULT_CHECKPOINT})")
+    out = run_example("optuna_quickstart.py")
+    assert "Agent: transformer" in out or "Agent: " in out
+
+
+def test_inhouse_sweep(raw_dir: Path, tmp_path: Path) -> None:
+    out = run_example("inhouse_sweep.py", "--agent", "classical", "--workdir", str(tmp_path))
+    assert out.count("round ") == 2 and "why: " in out
+    lines = (tmp_path / "runs.jsonl").read_text().splitlines()
+    assert len(lines) == 14 * 20 + 2  # sparse history plus the two rounds appended by the loop
+    assert (tmp_path / "space.yaml").exists()
+
+
+def test_tiny_gpt_objective() -> None:
+    pytest.importorskip("transformers")
+    out = run_example("tiny_gpt_objective.py", "--agent", "classical")
+    losses = [float(x) for x in re.findall(r"-> loss ([\d.]+)", out)]
+    assert losses and all(0 < v < 10 for v in losses)
+    assert "at   8 steps" in out and "at  32 steps" in out  # both fidelities ran
+    assert re.search(r"Spent 96 of 96 steps", out)
+    assert "Recommended for 32 steps" in out
+
+
+@pytest.mark.slow
+def test_ray_tune_quickstart(raw_dir: Path) -> None:
+    """Slow (about a minute on a loaded 2-core machine); the Ray runtime itself is covered, not slow, by
+    tests/integrations/test_ray_searcher.py."""
+    out = run_example("ray_tune_quickstart.py", "--agent", "classical")
+    assert "Best of 4 Tune trials: relative gap" in out
+    assert "Proposals for n_params=1.074e+09, n_tokens=2e+10" in out
