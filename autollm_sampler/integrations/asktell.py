@@ -91,7 +91,8 @@ class AskTell:
     """Ask for configurations, tell their outcomes; the agent proposes from the whole multi-fidelity history.
 
     Args:
-        space: the target's search space (a :class:`SearchSpace` or its dict form, as in the CLI).
+        space: the target's search space: a :class:`SearchSpace`, its dict form, or a YAML / JSON file as
+            read by the CLI.
         target: the expensive fidelity point; its keys are the fidelity axes. Omit for single-fidelity use.
         history: earlier runs (a :class:`History`, a path to a JSONL / CSV / JSON history, or trial dicts).
         agent: an :class:`~autollm_sampler.agent.Agent`, ``"default"`` (falls back to ``"classical"`` with a
@@ -105,7 +106,7 @@ class AskTell:
 
     def __init__(
         self,
-        space: SearchSpace | Mapping[str, Any],
+        space: SearchSpace | Mapping[str, Any] | str | os.PathLike[str],
         *,
         target: Mapping[str, float] | None = None,
         history: History | str | os.PathLike[str] | Sequence[Mapping[str, Any]] | None = None,
@@ -115,6 +116,10 @@ class AskTell:
         budget: float | None = None,
         low_fidelity_share: float = 0.4,
     ) -> None:
+        if isinstance(space, (str, os.PathLike)):
+            from autollm_sampler.integrations.cli import load_space
+
+            space = load_space(space)
         self.space = space if isinstance(space, SearchSpace) else SearchSpace.from_dict(space)
         axes = tuple(target) if target else ()
         self.target = check_target(axes, target) if axes else {}
@@ -328,7 +333,7 @@ class AskTell:
         Path(path).write_text(self._history.to_jsonl())
 
     @classmethod
-    def load(cls, path: str | os.PathLike[str], space: SearchSpace | Mapping[str, Any], **kwargs: Any) -> AskTell:
+    def load(cls, path: str | os.PathLike[str], space: SearchSpace | Mapping[str, Any] | str | os.PathLike[str], **kwargs: Any) -> AskTell:
         """Rebuild an :class:`AskTell` from :meth:`save`'s file (other arguments as in the constructor)."""
         at = cls(space, **kwargs)
         hist = History.load(path)

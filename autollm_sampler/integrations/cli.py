@@ -28,6 +28,7 @@ import io
 import json
 import logging
 import math
+import os
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -71,7 +72,7 @@ def _line_of(root: yaml.Node | None, loc: Sequence[Any]) -> int | None:
     return line
 
 
-def _read(path: str | Path, what: str) -> str:
+def _read(path: str | os.PathLike[str], what: str) -> str:
     try:
         return Path(path).read_text()
     except OSError as exc:
@@ -80,7 +81,7 @@ def _read(path: str | Path, what: str) -> str:
         ) from None
 
 
-def load_space(path: str | Path) -> SearchSpace:
+def load_space(path: str | os.PathLike[str]) -> SearchSpace:
     """Read a SPACE file (YAML or JSON).
 
     Raises:

@@ -120,3 +120,12 @@ def test_cost_aware_ask_chooses_the_fidelity_until_the_budget_is_spent() -> None
         at.tell(s.id, loss(s.params["lr"], s.params["bs"]))
     assert fids == [1e8] * 10 + [1e9] * 3  # 40% of 25 on the cheap level, then three target runs
     assert at.budget_left() == pytest.approx(0.0)
+
+
+def test_space_from_a_yaml_file(tmp_path: Path) -> None:
+    import yaml
+
+    p = tmp_path / "space.yaml"
+    p.write_text(yaml.safe_dump(SPACE, sort_keys=False))
+    at = AskTell(p, target=TARGET, agent="classical", seed=0)
+    assert at.space.names == ["lr", "bs"]
