@@ -406,3 +406,27 @@ def test_invalid_agent_output_falls_back_to_independent_sampling() -> None:
     study.optimize(objective, n_trials=3)
     for t in study.trials[20:]:
         assert t.params["lr"] in LR.choices and t.params["bs"] in BS.choices
+
+
+def test_an_untrained_transformer_agent_drives_a_study_without_falling_back(caplog: pytest.LogCaptureFixture) -> None:
+    """The model backend (untrained weights: the same code path as the shipped checkpoint) inside a study."""
+    pytest.importorskip("torch")
+    from autollm_sampler.agent._model import AgentModelConfig, TransformerAgent
+
+    agent = TransformerAgent.from_config(AgentModelConfig(hidden_size=32, num_layers=1, num_heads=2), seed=0)
+    comps = ["web", "code"]
+    study = optuna.create_study(sampler=make_sampler(agent, mixtures={"mix": comps}))
+    add_cheap_runs(study)
+
+    def obj(trial: optuna.Trial) -> float:
+        w = suggest_mixture(trial, "mix", comps)
+        return objective(trial) + w["code"]
+
+    with caplog.at_level(logging.WARNING, logger="autollm_sampler"):
+        study.optimize(obj, n_trials=4)
+    new = study.trials[20:]
+    assert all(t.state == TrialState.COMPLETE for t in new)
+    # trial 20 is the first with mixture params (sampled by the fallback); later ones come from the model
+    assert [t.user_attrs.get("autollm:source") for t in new[1:]] == ["model"] * 3
+    assert len({(t.params["lr"], t.params["bs"], round(t.params["mix.web"], 6)) for t in new}) == 4
+    assert not [r for r in caplog.records if "falling back" in r.getMessage() or "failed to propose" in r.getMessage()]
