@@ -1,0 +1,122 @@
+"""The runner: planning (fixed seeds, deterministic methods once, skips with reasons) and resuming."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from autollm_sampler import gym
+from autollm_sampler.benchmark import _runner
+from autollm_sampler.benchmark._runner import (
+    CACHE_NAME,
+    BenchConfig,
+    EpisodeSpec,
+    load_cache,
+    plan_episodes,
+    run_benchmark,
+    run_episode,
+)
+from autollm_sampler.exceptions import ConfigError
+
+pytestmark = pytest.mark.usefixtures("raw_dir")
+
+
+def test_plan_uses_fixed_seeds_and_runs_deterministic_methods_once(tmp_path: Path) -> None:
+    cfg = BenchConfig(families=["steplaw-dense-v1"], methods=["random", "transfer", "tpe-warm", "sh"], seeds=3,
+                      out=tmp_path)
+    plan = plan_episodes(cfg)
+    n_targets = len(gym.experiments(gym.make("steplaw-dense-v1"), "test"))
+    by = {}
+    for e in plan.episodes:
+        by.setdefault((e.setting, e.history, e.method), []).append(e)
+    # random ignores the history: one set of Setting-A episodes, shared by the full and sparse tables
+    assert len(by[("A", "-", "random")]) == 3 * n_targets
+    assert ("A", "full", "random") not in by
+    # transfer is deterministic: once per target on the full history, every seed on sparse histories
+    assert len(by[("A", "full", "transfer")]) == n_targets
+    assert len(by[("A", "sparse", "transfer")]) == 3 * n_targets
+    assert {e.seed for e in by[("A", "sparse", "tpe-warm")]} == {0, 1, 2}
+    assert len(by[("B", "none", "sh")]) == 3 * n_targets
+    assert not any(e.method == "sh" and e.setting == "A" for e in plan.episodes)
+    assert any(s.method == "sh" and "Setting B" in s.reason for s in plan.skipped)
+
+
+def test_plan_skips_with_reasons(tmp_path: Path) -> None:
+    plan = plan_episodes(BenchConfig(families=["admire-ift-v1"], methods=["steplaw-rule", "agent-distilled",
+                                                                         "agent-llm"], seeds=1, out=tmp_path))
+    reasons: dict[str, str] = {}
+    for s in plan.skipped:
+        reasons[s.method] = reasons.get(s.method, "") + s.reason + "; "
+    assert "Step Law families only" in reasons["steplaw-rule"]
+    assert "distilled" in reasons["agent-distilled"]
+    assert "AUTOLLM_BENCH_LLM_AGENT" in reasons["agent-llm"]
+    assert not plan.episodes
+
+
+def test_bad_config_is_explained(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="seeds"):
+        BenchConfig(seeds=0)
+    with pytest.raises(ConfigError, match="unknown family or task 'nope'"):
+        plan_episodes(BenchConfig(families=["nope"], out=tmp_path))
+    with pytest.raises(ValueError, match="unknown method"):
+        plan_episodes(BenchConfig(families=["steplaw-dense-v1"], methods=["bogus"], out=tmp_path))
+
+
+def test_full_history_shortcut_matches_the_env() -> None:
+    task = gym.make("steplaw-moe-v1")
+    exp = gym.experiments(task, "test")[1]
+    spec = EpisodeSpec("A", "full", task.id, "steplaw-moe", exp.target, exp.history_cells, "transfer", 0)
+    env = gym.LLMConfigEnv(task, exp.target, history="full", history_cells=list(exp.history_cells))
+    obs, _ = env.reset(seed=0)
+    shared = _runner._full_history(task, spec)
+    assert [(t.attrs["cell"], t.attrs["row"], t.value) for t in shared] == [
+        (t.attrs["cell"], t.attrs["row"], t.value) for t in obs.history.trials
+    ]
+
+
+def test_resume_runs_only_missing_episodes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    cfg = BenchConfig(families=["steplaw-moe-v1"], methods=["random", "transfer"], settings=("A",),
+                      histories=("full",), seeds=2, out=tmp_path, workers=1)
+    records, errors = run_benchmark(cfg, progress=False)
+    assert not errors and len(records) == len(plan_episodes(cfg).episodes)
+    cache = tmp_path / CACHE_NAME
+    lines = cache.read_text().splitlines()
+    assert len(lines) == len(records)
+
+    ran: list[str] = []
+    real = _runner.run_episode
+
+    def counting(spec: EpisodeSpec, policy: object = None) -> dict[str, object]:
+        ran.append(spec.key)
+        return real(spec)
+
+    monkeypatch.setattr(_runner, "run_episode", counting)
+    again, _ = run_benchmark(cfg, progress=False)
+    assert ran == [] and [r["key"] for r in again] == [r["key"] for r in records]
+
+    # drop one finished episode and cut the last line short (an interrupted run): only that one reruns
+    dropped = json.loads(lines[0])["key"]
+    cache.write_text("\n".join(lines[1:]) + "\n" + lines[0][:25])
+    again, _ = run_benchmark(cfg, progress=False)
+    assert ran == [dropped]
+    assert {r["key"] for r in again} == {r["key"] for r in records}
+    assert len(load_cache(cache)) == len(records)
+
+
+def test_parallel_workers_give_the_same_records(tmp_path: Path) -> None:
+    common = dict(families=["steplaw-moe-v1"], methods=["cmaes"], settings=("A",), histories=("full",), seeds=1)
+    serial, _ = run_benchmark(BenchConfig(**common, out=tmp_path / "one", workers=1), progress=False)  # type: ignore[arg-type]
+    parallel, _ = run_benchmark(BenchConfig(**common, out=tmp_path / "two", workers=2), progress=False)  # type: ignore[arg-type]
+    assert [[s["row"] for s in r["steps"]] for r in serial] == [[s["row"] for s in r["steps"]] for r in parallel]
+
+
+def test_episode_record_is_self_contained() -> None:
+    task = gym.make("steplaw-moe-v1")
+    exp = gym.experiments(task, "test")[0]
+    rec = run_episode(EpisodeSpec("B", "none", task.id, "steplaw-moe", exp.target, exp.history_cells, "sh", 3))
+    json.dumps(rec)
+    cell = task.cell(exp.target)
+    assert rec["optimum"] == cell.optimum and rec["p90"] == cell.p90 and rec["direction"] == "minimize"
+    assert all("rec" in s for s in rec["steps"])
