@@ -290,10 +290,13 @@ class TransformerAgent(Agent):
         return np.stack([space.to_unit(c) for c in keep]), keep
 
     @torch.no_grad()
-    def score(self, history: History, space: SearchSpace, target: Mapping[str, float], units: np.ndarray) -> tuple[Encoded, np.ndarray, np.ndarray, np.ndarray]:
+    def score(
+        self, history: History, space: SearchSpace, target: Mapping[str, float], units: np.ndarray, *, base: Encoded | None = None
+    ) -> tuple[Encoded, np.ndarray, np.ndarray, np.ndarray]:
         """Policy logits and value predictions (objective units) for candidate points."""
         scores, mus, sigmas = [], [], []
-        base = encode(history, space, target, units[:0])
+        if base is None:
+            base = encode(history, space, target, units[:0])
         step = self.cfg.max_query
         enc = base
         for s in range(0, max(len(units), 1), step):
@@ -322,16 +325,16 @@ class TransformerAgent(Agent):
             logger.warning("input outside the agent's training distribution (%s); using the classical strategy", "; ".join(report.reasons))
             return self._fallback._propose(history, space, target, n, rng, candidates, pending)
         exclude = tried_keys(history, space, target, pending)
+        base = encode(history, space, target, np.zeros((0, space.width)))
         if candidates is not None and len(candidates) > 0:
-            configs = [dict(c) for c in candidates]
-            units = np.stack([space.to_unit(c) for c in configs])
+            configs, units, keys = self._candidate_table(space, candidates)
         else:
-            probe = encode(history, space, target, np.zeros((0, space.width)))
-            units, configs = self.candidates(probe, space, history, rng)
-        untried = [i for i, c in enumerate(configs) if space.config_key(c) not in exclude]
+            units, configs = self.candidates(base, space, history, rng)
+            keys = [space.config_key(c) for c in configs]
+        untried = [i for i, k in enumerate(keys) if k not in exclude]
         if not untried:  # everything tried: allow repeats rather than fail
             untried = list(range(len(configs)))
-        enc, score, value, std = self.score(history, space, target, units[untried])
+        enc, score, value, std = self.score(history, space, target, units[untried], base=base)
         order = self._select(score, n, rng)
         out = []
         for j in order:
@@ -344,6 +347,19 @@ class TransformerAgent(Agent):
                 source="model",
             ))
         return out
+
+    def _candidate_table(
+        self, space: SearchSpace, candidates: Sequence[Mapping[str, Any]]
+    ) -> tuple[list[dict[str, Any]], np.ndarray, list[tuple[Any, ...]]]:
+        """Configs, unit points and keys of a caller's candidate list, memoised per (list, space) object."""
+        memo = getattr(self, "_cand_memo", None)
+        if memo is not None and memo[0] is candidates and memo[1] is space and len(memo[2]) == len(candidates):
+            return memo[2], memo[3], memo[4]
+        configs = [dict(c) for c in candidates]
+        units = np.stack([space.to_unit(c) for c in configs])
+        keys = [space.config_key(c) for c in configs]
+        self._cand_memo = (candidates, space, configs, units, keys)
+        return configs, units, keys
 
     def _select(self, score: np.ndarray, n: int, rng: np.random.Generator) -> list[int]:
         if self.temperature > 0:
