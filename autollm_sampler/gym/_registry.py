@@ -104,3 +104,13 @@ def _ensure_builtin() -> None:
     register(TaskSpec("hwgpt-arch-v1", hwgpt.build, "hwgpt-arch",
                       "HW-GPT-Bench: GPT architecture (embed, depth, per-layer heads/MLP ratio, bias), S/M/L "
                       "surrogate perplexity (min), params", hwgpt.ROWS, hwgpt.CELLS), overwrite=True)
+    from autollm_sampler.gym.recipes import nano
+
+    register(TaskSpec(nano.PRETRAIN_ID, nano.build_pretrain, "nanolm-pretrain",
+                      "Project-made: tiny byte-level LMs on Python stdlib sources, lr x batch size, "
+                      "(n_params, n_tokens) cells, val loss (min), CPU seconds; ships in the package",
+                      nano.PRETRAIN_ROWS, nano.PRETRAIN_CELLS, needs_raw=False), overwrite=True)
+    register(TaskSpec(nano.GRPO_ID, nano.build_grpo, "nanogrpo",
+                      "Project-made: GRPO on 2-digit addition, lr x KL coef x group size x temperature, "
+                      "n_params cells, held-out pass@1 (max), CPU seconds; ships in the package",
+                      nano.GRPO_ROWS, nano.GRPO_CELLS, needs_raw=False), overwrite=True)

@@ -19,6 +19,8 @@ EXPECTED = {
     "admire-ift-v1": (460, 3),
     "regmix-v1": (1088, 3),
     "hwgpt-arch-v1": (6000, 3),
+    "nanolm-pretrain-v1": (240, 6),  # project-made, shipped in the package (tests/gym/test_nano_tasks.py)
+    "nanogrpo-v1": (162, 3),
 }
 
 

@@ -1,0 +1,86 @@
+"""The two project-made tasks build from the tables shipped inside the package, with no raw data."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from autollm_sampler import gym
+from autollm_sampler.gym._checker import check_env, check_task
+from autollm_sampler.gym.recipes import nano
+
+TASKS = {nano.PRETRAIN_ID: (nano.PRETRAIN_ROWS, nano.PRETRAIN_CELLS),
+         nano.GRPO_ID: (nano.GRPO_ROWS, nano.GRPO_CELLS)}
+
+
+@pytest.mark.parametrize("tid", sorted(TASKS))
+def test_builds_without_raw_data_and_passes_check_task(tid: str, tmp_path: Path,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(gym.RAW_ENV, str(tmp_path / "no-raw-data-here"))
+    spec = gym.registry()[tid]
+    assert not spec.needs_raw and (spec.expected_rows, spec.expected_cells) == TASKS[tid]
+    task = gym.make(tid)
+    assert (task.n_rows, len(task.cells)) == TASKS[tid]
+    check_task(task)
+    assert task.metadata.licence.startswith("Apache-2.0") and task.metadata.schema_version == gym.SCHEMA_VERSION
+
+
+def test_pretrain_table_matches_its_metadata_and_grid() -> None:
+    task = gym.make(nano.PRETRAIN_ID)
+    meta = nano.metadata(nano.PRETRAIN_ID)
+    assert task.direction == "minimize" and meta["cost_column"] == "train_cpu_s"
+    assert sorted({c.fidelity["n_tokens"] for c in task.cells}) == meta["grid"]["token_budgets"]
+    assert len({c.fidelity["n_params"] for c in task.cells}) == 3
+    for cell in task.cells:
+        assert len(cell) == 40  # 8 lr x 5 batch sizes, seed 0
+        assert cell.space.role_of("lr") == "lr" and cell.space.role_of("batch_size") == "batch_size"
+        assert np.all(cell.values <= math.log(256) + 1e-9) and np.all(cell.costs > 0)
+    # more parameters and more tokens reach a lower loss
+    best = {(c.fidelity["n_params"], c.fidelity["n_tokens"]): c.optimum for c in task.cells}
+    ns, ds = sorted({k[0] for k in best}), sorted({k[1] for k in best})
+    assert all(best[(n, ds[-1])] < best[(n, ds[0])] for n in ns)
+    assert best[(ns[-1], ds[-1])] == min(best.values())
+    rows = nano.runs(nano.PRETRAIN_ID)
+    assert len(rows) == meta["n_runs"] > task.n_rows  # repeat seeds are kept in the shipped table
+    assert meta["noise"]["pairs"] >= 6 * 6 and meta["noise"]["seed_sd_estimate"] > 0
+
+
+def test_grpo_table_matches_its_metadata_and_grid() -> None:
+    task = gym.make(nano.GRPO_ID)
+    meta = nano.metadata(nano.GRPO_ID)
+    assert task.direction == "maximize" and task.fidelity_axes == ("n_params",)
+    for cell in task.cells:
+        assert len(cell) == 54  # 3 lr x 3 KL x 3 group sizes x 2 temperatures
+        assert [cell.space.role_of(p) for p in ("lr", "kl_coef", "group_size", "temperature")] == [
+            "lr", "kl_coef", "group_size", "temperature"]
+        assert np.all((cell.values >= 0) & (cell.values <= 1))
+    assert meta["noise"]["pairs"] >= 9 * 3 and len(meta["base_policies"]) == 3
+    assert meta["compute"]["total_cpu_s"] > meta["compute"]["grpo_train_cpu_s"] > 0
+
+
+@pytest.mark.parametrize("tid", sorted(TASKS))
+def test_largest_model_is_the_test_split(tid: str) -> None:
+    task = gym.make(tid)
+    top = max(c.fidelity["n_params"] for c in task.cells)
+    test = gym.experiments(task, "test")
+    assert test and all(task.cell(e.target).fidelity["n_params"] == top for e in test)
+    train = gym.experiments(task, "train")
+    assert train and all(task.cell(e.target).fidelity["n_params"] < top for e in train)
+    cheapest = min(task.cells, key=lambda c: c.cost).name
+    assert cheapest not in {e.target for e in train}
+    for e in train:
+        assert not any(gym.is_test_target(task, h) for h in e.history_cells)
+
+
+@pytest.mark.parametrize("tid", sorted(TASKS))
+def test_env_contract_holds(tid: str) -> None:
+    for setting in ("A", "B"):
+        check_env(gym.make_env(tid, setting=setting))
+
+
+def test_unknown_project_table_is_a_clear_error() -> None:
+    with pytest.raises(KeyError, match="not a project-made task"):
+        nano.metadata("steplaw-dense-v1")
