@@ -128,7 +128,13 @@ def run(cfg: PipelineConfig, *, stages: tuple[str, ...] = STAGES, force: bool = 
     if "export" in stages:
         stage_export(cfg)
     summary = {"config": cfg.name, "minutes_total": round((time.time() - t0) / 60, 2), "minutes_by_stage": timings}
-    _write(cfg.out / "summary.json", summary)
+    path = cfg.out / "summary.json"
+    if path.exists():  # keep the timings of stages that were skipped (reused) in this invocation
+        old = json.loads(path.read_text()).get("minutes_by_stage", {})
+        merged = {k: (timings[k] if timings.get(k) else v) for k, v in old.items()} | {k: v for k, v in timings.items() if k not in old}
+        summary["minutes_by_stage"] = merged
+        summary["minutes_total"] = round(sum(merged.values()), 2)
+    _write(path, summary)
     return summary
 
 
