@@ -397,9 +397,14 @@ def explain_choice(enc: Encoded, space: SearchSpace, target: Mapping[str, float]
             lo = space.from_unit(np.where(np.arange(space.width) == i, cheap[-1].soft_opt, enc.extrap))[name]
             hi = space.from_unit(np.where(np.arange(space.width) == i, cheap[0].soft_opt, enc.extrap))[name]
             ex = space.from_unit(enc.extrap)[name]
-            trends.append(f"{name} optimum {_fmt(lo)} at the cheapest cell -> {_fmt(hi)} at the nearest, extrapolated to {_fmt(ex)}")
+            if len(cheap) > 1:
+                trends.append(f"best {name} {_fmt(lo)} at {_fid(cheap[-1].fidelity)} and {_fmt(hi)} at {_fid(cheap[0].fidelity)}, "
+                              f"extrapolated to {_fmt(ex)} at the target")
+            else:
+                trends.append(f"best {name} {_fmt(hi)} at {_fid(cheap[0].fidelity)}, carried to the target as {_fmt(ex)}")
         if trends:
-            parts.append("; ".join(trends) + ".")
+            text = "; ".join(trends)
+            parts.append(text[0].upper() + text[1:] + ".")
         elif any(space.params[n].width > 1 for n in names):
             parts.append("Mixture weights follow the trend of the cheaper cells' best mixtures.")
     else:
@@ -412,6 +417,10 @@ def explain_choice(enc: Encoded, space: SearchSpace, target: Mapping[str, float]
     if math.isfinite(value):
         parts.append(f"Predicted outcome {value:.4g} +/- {std:.2g}.")
     return " ".join(parts)
+
+
+def _fid(f: Mapping[str, float]) -> str:
+    return "(" + ", ".join(f"{k}={v:.3g}" for k, v in f.items()) + ")"
 
 
 def _fmt(v: Any) -> str:
