@@ -2,6 +2,8 @@
 
     python -m autollm_sampler.agent.bench_latency [--agent default] [--repeats 30]
 
+"py heap" is the peak of Python-tracked allocations during one call (tracemalloc; torch tensors are not
+included); "max RSS" is the whole process's peak resident memory so far (torch and the model included).
 Also prints the import time of the package without any torch-using module. This is a benchmark that prints
 figures, not a test: numbers depend on the machine and its load.
 """
@@ -61,7 +63,9 @@ def main(argv: list[str] | None = None) -> int:
     agent = load_agent(args.agent)
     print(f"agent: {args.agent} ({type(agent).__name__}), torch threads: {torch.get_num_threads()}")
     print(f"import time without torch modules: {_import_time() * 1000:.0f} ms")
-    print(f"{'trials':>7} {'p50 ms':>8} {'p95 ms':>8} {'peak MiB':>9}  (free space, no candidate list)")
+    import resource
+
+    print(f"{'trials':>7} {'p50 ms':>8} {'p95 ms':>8} {'py heap MiB':>11} {'max RSS MiB':>11}  (free space, no candidate list)")
     for n in (int(x) for x in args.sizes.split(",")):
         hist, space, target = synthetic_history(n)
         agent.propose(hist, space, target, n=1, seed=0)  # warm-up
@@ -74,7 +78,8 @@ def main(argv: list[str] | None = None) -> int:
         agent.propose(hist, space, target, n=1, seed=0)
         _, peak = tracemalloc.get_traced_memory()
         tracemalloc.stop()
-        print(f"{n:>7} {np.percentile(times, 50):>8.1f} {np.percentile(times, 95):>8.1f} {peak / 2**20:>9.1f}")
+        rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+        print(f"{n:>7} {np.percentile(times, 50):>8.1f} {np.percentile(times, 95):>8.1f} {peak / 2**20:>11.1f} {rss:>11.0f}")
     return 0
 
 
