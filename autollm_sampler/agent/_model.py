@@ -46,7 +46,7 @@ from autollm_sampler.exceptions import CheckpointError
 from autollm_sampler.history import History
 from autollm_sampler.space import ROLES, SearchSpace
 
-__all__ = ["AgentModelConfig", "PolicyNet", "TransformerAgent", "collate", "OODReport"]
+__all__ = ["AgentModelConfig", "PolicyNet", "TransformerAgent", "collate", "pad_batch", "OODReport"]
 
 logger = logging.getLogger(__name__)
 
@@ -135,13 +135,20 @@ class PolicyNet(nn.Module):
         return {"score": score, "mu": value[..., 0], "log_sigma": value[..., 1].clamp(-5.0, 3.0)}
 
 
-def collate(items: Sequence[Encoded], extra: Sequence[Mapping[str, np.ndarray]] | None = None) -> dict[str, torch.Tensor]:
-    """Pad a list of encoded states into one batch of tensors (plus per-query extras such as labels)."""
+_STATE_KEYS = ("ctx_dims", "ctx_scal", "q_dims", "q_scal", "roles", "slots")
+
+
+def pad_batch(items: Sequence[Mapping[str, Any]], labels: Sequence[str] = ()) -> dict[str, torch.Tensor]:
+    """Pad states (mappings of arrays or tensors with the :data:`_STATE_KEYS`) into one batch.
+
+    States may differ in width, context length and query count; masks mark the real entries. ``labels``
+    names per-query arrays to pad alongside (training targets such as ``"y"``).
+    """
     B = len(items)
-    W = max(e.width for e in items)
-    C = max(max(e.ctx_dims.shape[0] for e in items), 1)
-    Q = max(max(e.q_dims.shape[0] for e in items), 1)
-    out = {
+    W = max(int(s["roles"].shape[0]) for s in items)
+    C = max(max(int(s["ctx_dims"].shape[0]) for s in items), 1)
+    Q = max(max(int(s["q_dims"].shape[0]) for s in items), 1)
+    out: dict[str, np.ndarray] = {
         "ctx_dims": np.zeros((B, C, W, N_CH), np.float32),
         "ctx_scal": np.zeros((B, C, N_SCAL), np.float32),
         "q_dims": np.zeros((B, Q, W, N_CH), np.float32),
@@ -152,25 +159,26 @@ def collate(items: Sequence[Encoded], extra: Sequence[Mapping[str, np.ndarray]] 
         "ctx_mask": np.zeros((B, C), bool),
         "q_mask": np.zeros((B, Q), bool),
     }
-    for b, e in enumerate(items):
-        c, q, w = e.ctx_dims.shape[0], e.q_dims.shape[0], e.width
-        out["ctx_dims"][b, :c, :w] = e.ctx_dims
-        out["ctx_scal"][b, :c] = e.ctx_scal
-        out["q_dims"][b, :q, :w] = e.q_dims
-        out["q_scal"][b, :q] = e.q_scal
-        out["roles"][b, :w] = e.roles
-        out["slots"][b, :w] = e.slots
+    out.update({k: np.zeros((B, Q), np.float32) for k in labels})
+    for b, s in enumerate(items):
+        c, q, w = int(s["ctx_dims"].shape[0]), int(s["q_dims"].shape[0]), int(s["roles"].shape[0])
+        out["ctx_dims"][b, :c, :w] = np.asarray(s["ctx_dims"])
+        out["ctx_scal"][b, :c] = np.asarray(s["ctx_scal"])
+        out["q_dims"][b, :q, :w] = np.asarray(s["q_dims"])
+        out["q_scal"][b, :q] = np.asarray(s["q_scal"])
+        out["roles"][b, :w] = np.asarray(s["roles"])
+        out["slots"][b, :w] = np.asarray(s["slots"])
         out["dim_mask"][b, :w] = 1.0
         out["ctx_mask"][b, :c] = True
         out["q_mask"][b, :q] = True
-    if extra is not None:
-        for key in extra[0]:
-            arr = np.zeros((B, Q), np.float32)
-            for b, ex in enumerate(extra):
-                v = np.asarray(ex[key], np.float32)
-                arr[b, : len(v)] = v
-            out[key] = arr
+        for k in labels:
+            out[k][b, :q] = np.asarray(s[k])
     return {k: torch.from_numpy(v) for k, v in out.items()}
+
+
+def collate(items: Sequence[Encoded]) -> dict[str, torch.Tensor]:
+    """Pad a list of encoded states into one batch of model inputs."""
+    return pad_batch([{k: getattr(e, k) for k in _STATE_KEYS} for e in items])
 
 
 @dataclass
