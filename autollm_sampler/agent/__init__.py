@@ -1,7 +1,8 @@
 """The research agent: proposals with predictions and rationales, behind one interface.
 
-Backends: the embedded transformer (``TransformerAgent``, loaded by ``load_agent("default")``) and the
-classical fallback (``ClassicalAgent``). Torch is imported only when a model backend is used.
+Backends: the embedded transformer (``TransformerAgent``, loaded by ``load_agent("default")``), the
+text-LLM backend (``TextLLMAgent``: any local causal LM, see ``docs/text-llm.md``) and the classical
+fallback (``ClassicalAgent``). Torch is imported only when a model backend is used.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from autollm_sampler.agent._base import Agent, Proposal
 from autollm_sampler.agent._classical import ClassicalAgent
 from autollm_sampler.agent._loader import DEFAULT_CHECKPOINT, load_agent
 
-__all__ = ["Agent", "ClassicalAgent", "DEFAULT_CHECKPOINT", "Proposal", "TransformerAgent", "load_agent"]
+__all__ = ["Agent", "ClassicalAgent", "DEFAULT_CHECKPOINT", "Proposal", "TextLLMAgent", "TransformerAgent", "load_agent"]
 
 
 def __getattr__(name: str) -> Any:
@@ -20,4 +21,8 @@ def __getattr__(name: str) -> Any:
         from autollm_sampler.agent._model import TransformerAgent
 
         return TransformerAgent
+    if name == "TextLLMAgent":
+        from autollm_sampler.agent._llm import TextLLMAgent
+
+        return TextLLMAgent
     raise AttributeError(name)

@@ -18,14 +18,27 @@ def load_agent(name_or_path: str | os.PathLike[str] = "default", **kwargs: objec
 
     Args:
         name_or_path: ``"default"`` (the checkpoint shipped in the package), ``"classical"`` (no model),
-            or a checkpoint directory (``model.safetensors`` + ``config.json`` + ``manifest.json``).
+            a checkpoint directory (``model.safetensors`` + ``config.json`` + ``manifest.json``), a
+            text-LLM agent checkpoint (a folder with ``llm_agent.json``, see ``docs/text-llm.md``), or
+            ``"llm:<folder>"`` for any local Hugging Face causal LM folder used as a text-LLM agent
+            (pass ``adapter=<folder>`` for a LoRA adapter).
+        kwargs: passed to the backend's loader.
 
     Raises:
         CheckpointError: if the checkpoint is missing, corrupt or fails its sha256 check.
     """
     if str(name_or_path) == "classical":
         return ClassicalAgent()
-    path = DEFAULT_CHECKPOINT if str(name_or_path) == "default" else Path(name_or_path)
+    text = str(name_or_path)
+    if text.startswith("llm:"):
+        from autollm_sampler.agent._llm import TextLLMAgent  # transformers lives there
+
+        return TextLLMAgent.from_pretrained(text[4:], **kwargs)  # type: ignore[arg-type]
+    path = DEFAULT_CHECKPOINT if text == "default" else Path(name_or_path)
+    if (path / "llm_agent.json").is_file():
+        from autollm_sampler.agent._llm import TextLLMAgent
+
+        return TextLLMAgent.load(path, **kwargs)
     from autollm_sampler.agent._model import TransformerAgent  # torch lives there only
 
     return TransformerAgent.load(path, **kwargs)  # type: ignore[arg-type]
