@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-v1
 export AUTOLLM_GYM_RAW ?= $(abspath ../shared/gym_data/raw)
 
-.PHONY: demo test lint typecheck pytest bench bench-quick train train-tiny install clean
+.PHONY: demo test lint typecheck pytest bench bench-quick train train-tiny train-llm bench-llm install clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -45,6 +45,15 @@ train: $(STAMP)
 
 train-tiny: $(STAMP)
 	$(BIN)/python -m training.pipeline --config training/configs/tiny.yaml --out runs/tiny
+
+# The text-LLM backend (docs/text-llm.md): a tiny model from scratch, LoRA distillation and LoRA GRPO,
+# then its benchmark rows next to the default backend.
+train-llm: $(STAMP)
+	$(BIN)/python -m training.llm --config training/configs/llm-tiny.yaml
+
+bench-llm: $(STAMP)
+	AUTOLLM_BENCH_LLM_AGENT=runs/llm-tiny/agent $(BIN)/autollm-sampler bench --setting A --history full --seeds 1 \
+	  --methods agent-llm agent:runs/llm-tiny/agent-distilled agent transfer --out docs/benchmarks/text-llm --skip-latency
 
 clean:
 	rm -rf $(VENV) runs build *.egg-info

@@ -226,8 +226,6 @@ def test_render_answer_round_trips_strict_for_random_configs(seed: int, predicte
         assert a.params[name] == want
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: weights rounded to 3 decimals may not sum to 1, and parse_action "
-                   "then renormalises and reports 'snap' for the model's own training label (_text.py _snap_value)")
 @pytest.mark.parametrize("weights", [(1 / 3, 1 / 3, 1 / 3), (0.1236, 0.4326, 0.4438), (0.0006, 0.4996, 0.4998)])
 def test_render_answer_round_trips_strict_with_simplex(weights: tuple[float, float, float]) -> None:
     cfg = {**GOOD, "mix": dict(zip(["web", "code", "math"], weights, strict=True))}
@@ -235,8 +233,6 @@ def test_render_answer_round_trips_strict_with_simplex(weights: tuple[float, flo
     assert a.level == "strict", a.repairs
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: values shown with 3 significant digits come back off the space "
-                   "(bounds, float choices and float steps finer than that) and parse as 'snap'")
 @pytest.mark.parametrize(("param", "value"), [
     ({"type": "float", "low": 1.2345e-4, "high": 0.1, "log": True}, 1.2345e-4),
     ({"type": "categorical", "choices": [0.12345, 0.5]}, 0.12345),
@@ -354,7 +350,8 @@ def test_invalid_values_are_snapped(name: str, raw: str, value: Any) -> None:
     assert {k: v for k, v in a.params.items() if k != name} == {k: v for k, v in GOOD.items() if k != name}
     assert_valid(PARSE, a.params)
     if raw.strip('"') != str(value):
-        assert a.level == "snap", a.repairs
+        # a categorical value matched by spelling, case or type is a lenient read; a moved value is a snap
+        assert a.level == ("lenient" if name in ("optimizer", "tie") else "snap"), a.repairs
         assert a.repairs
 
 
@@ -383,7 +380,7 @@ def test_missing_parameters_come_from_the_fallback_or_the_centre() -> None:
 @pytest.mark.parametrize(("mix", "level", "weights"), [
     ('{"web": 0.5, "code": 0.25, "math": 0.25}', "strict", (0.5, 0.25, 0.25)),
     ('{"math": 0.25, "web": 0.5, "code": 0.25}', "strict", (0.5, 0.25, 0.25)),
-    ('{"Web": 0.5, "CODE": 0.25, "math": 0.25}', "snap", (0.5, 0.25, 0.25)),
+    ('{"Web": 0.5, "CODE": 0.25, "math": 0.25}', "lenient", (0.5, 0.25, 0.25)),
     ("[2, 1, 1]", "snap", (0.5, 0.25, 0.25)),
     ('{"web": 3, "code": 1}', "snap", (0.75, 0.25, 0.0)),
     ("[0.5, 0.5]", "snap", (0.5, 0.5, 0.0)),
@@ -399,8 +396,6 @@ def test_simplex_forms_and_renormalisation(mix: str, level: str, weights: tuple[
     assert bool(a.repairs) == (level != "strict")
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: a negative weight is clipped to 0 without a repair note and the "
-                   "answer still counts as 'strict' when the others sum to 1 (_text.py _snap_value)")
 def test_negative_weight_is_a_repair() -> None:
     a = parse_action(GOOD_TEXT.replace("[0.5, 0.25, 0.25]", "[0.5, -0.5, 0.5]"), PARSE)
     assert a.params["mix"] == {"web": 0.5, "code": 0.0, "math": 0.5}

@@ -3,7 +3,7 @@
     python -m training.evaluate --agent runs/default/final --tasks steplaw-dense-v1 --seeds 5
 
 Prints median relative gap and mean normalised regret at k = 1, 3, 5 for the agent beside the transfer and
-random policies. The full benchmark (all baselines, confidence intervals, plots) is ``autollm-sampler bench``;
+random policies, and for a text-LLM agent how often its answers needed repair. The full benchmark (all baselines, confidence intervals, plots) is ``autollm-sampler bench``;
 this is the training loop's fast check.
 """
 
@@ -19,7 +19,7 @@ import numpy as np
 from autollm_sampler import gym
 from autollm_sampler.agent import Agent, load_agent
 
-__all__ = ["AgentGymPolicy", "evaluate", "main"]
+__all__ = ["AgentGymPolicy", "ExtrapolatedPolicy", "evaluate", "main"]
 
 KS = (1, 3, 5)
 
@@ -47,6 +47,26 @@ class AgentGymPolicy(gym.Policy):
         props = self.agent.propose(hist, obs.space, obs.target.fidelity, n=1, seed=self._seed + obs.step,
                                    candidates=obs.candidates)
         return props[0].params
+
+
+class ExtrapolatedPolicy(gym.Policy):
+    """The untried target configuration nearest to the serializer's extrapolated optimum (no model).
+
+    This is what a text-LLM agent does when none of its answers can be read (the parser's fallback), so it
+    is the baseline a text agent has to beat.
+    """
+
+    name = "extrapolated"
+    deterministic = True
+
+    def act(self, obs: gym.Observation) -> dict[str, Any]:
+        from autollm_sampler.agent._features import encode
+
+        space = obs.space
+        extrap = encode(obs.history, space, obs.target.fidelity, np.zeros((0, space.width))).extrap
+        untried = obs.untried()
+        units = np.stack([space.to_unit(obs.candidates[i]) for i in untried])
+        return dict(obs.candidates[untried[int(np.argmin(np.sum((units - extrap) ** 2, axis=1)))]])
 
 
 def evaluate(policies: dict[str, gym.Policy], tasks: list[str], seeds: int, history: str = "full", raw_dir: str | None = None) -> dict[str, Any]:
@@ -77,12 +97,18 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seeds", type=int, default=5)
     ap.add_argument("--history", default="full", choices=["full", "sparse"])
     args = ap.parse_args(argv)
-    pols: dict[str, gym.Policy] = {"random": gym.RandomPolicy(), "transfer": gym.TransferPolicy()}
+    pols: dict[str, gym.Policy] = {"random": gym.RandomPolicy(), "transfer": gym.TransferPolicy(),
+                                   "extrapolated": ExtrapolatedPolicy()}
     for a in args.agent:
         pols[f"agent:{a}"] = AgentGymPolicy(load_agent(a), name=a)
     res = evaluate(pols, [t for t in args.tasks.split(",") if t], args.seeds, args.history)
     for key, v in res.items():
         print(f"{key:60s} " + "  ".join(f"{k}: gap {m['median_gap_pct']:.3f}% (mean {m['mean_gap_pct']:.3f}) reg {m['mean_regret']:.4f}" for k, m in v.items()))
+    for name, pol in pols.items():  # text-LLM agents count how their answers had to be repaired
+        stats = getattr(getattr(pol, "agent", None), "stats", None)
+        if stats is not None:
+            res[f"{name}/answers"] = stats.to_dict()
+            print(f"{name}: answers {stats.to_dict()}")
     print(json.dumps(res), file=sys.stderr)
     return 0
 

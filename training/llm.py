@@ -411,6 +411,7 @@ def distill_lora(base_dir: Path, records: list[dict[str, Any]], cfg: LLMConfig, 
 class _TextRecord:
     prompt: list[int]
     answer: list[int]
+    skip: bool = False
 
 
 class TextRLPolicy:
@@ -424,11 +425,15 @@ class TextRLPolicy:
     def __init__(self, model: Any, tokenizer: Any, *, prompt: PromptSettings, max_new_tokens: int | None = None) -> None:
         self.model = model
         self.tokenizer = tokenizer
+        names = set(getattr(model, "peft_config", {}))
+        if not {"default", "ref"} <= names:
+            raise ValueError(f"TextRLPolicy needs a PeftModel with adapters 'default' and 'ref', got {sorted(names) or 'none'}")
         self.agent = TextLLMAgent(model, tokenizer, settings=LLMAgentSettings(prompt=prompt, max_new_tokens=max_new_tokens))
         self.model.set_adapter("default")
         self._params = [p for n, p in model.named_parameters() if p.requires_grad and ".default." in n]
         if not self._params:
             raise ValueError("the model has no trainable 'default' adapter")
+        self.skipped = 0
 
     def parameters(self) -> Any:
         return self._params
@@ -438,14 +443,16 @@ class TextRLPolicy:
         space = obs.space
         enc = encode(obs.history, space, obs.target.fidelity, np.zeros((0, space.width)))
         hint = space.from_unit(enc.extrap)
-        user = render_prompt(obs.history, space, obs.target.fidelity, settings=self.agent.settings.prompt, hint=hint)
-        ids = self.agent.encode_prompt(chat_text(self.tokenizer, user))
+        untried = obs.untried()
+        cands = [obs.candidates[i] for i in untried]
+        ids = self.agent.fit_prompt(obs.history, space, obs.target.fidelity, [], hint)
+        if ids is None:  # too long for the model: act on the hint, and leave this step out of the loss
+            self.skipped += 1
+            return dict(_CandidateIndex(space, cands).nearest(hint, set())), _TextRecord([], [], skip=True)
         ans = self.agent.generate_ids(ids, n=1, temperature=temperature, max_new_tokens=self.agent.settings.answer_budget(space),
                                       seed=int(rng.integers(1 << 31)))[0]
         parsed = parse_action(self.agent.decode(ans), space, fallback=hint)
         self.agent.stats.add(parsed.level)
-        untried = obs.untried()
-        cands = [obs.candidates[i] for i in untried]
         action = _CandidateIndex(space, cands).nearest(parsed.params, set())
         return dict(action), _TextRecord(ids, ans or [self.tokenizer.eos_token_id])
 
@@ -466,7 +473,11 @@ class TextRLPolicy:
 
     def logprob_kl(self, records: Sequence[_TextRecord], temperature: float) -> tuple[torch.Tensor, torch.Tensor]:
         self.model.eval()  # no dropout: log-probabilities must match the sampling policy
+        eos = self.tokenizer.eos_token_id
+        records = [_TextRecord([eos], [eos], True) if r.skip else r for r in records]  # zero weight below
         logits, targets, tmask = self._logits(records)
+        keep = torch.tensor([not r.skip for r in records], device=tmask.device)
+        tmask = tmask & keep[:, None]
         logp = torch.log_softmax(logits / temperature, dim=-1)
         with torch.no_grad():
             self.model.set_adapter("ref")

@@ -43,7 +43,7 @@ from autollm_sampler.agent._text import (
     render_prompt,
 )
 from autollm_sampler.exceptions import CheckpointError
-from autollm_sampler.history import History
+from autollm_sampler.history import History, fidelity_key
 from autollm_sampler.space import SearchSpace
 
 __all__ = ["LLMAgentSettings", "TextLLMAgent", "LLM_AGENT_FILE", "is_llm_checkpoint", "chat_text", "write_llm_checkpoint"]
@@ -253,6 +253,8 @@ class TextLLMAgent(Agent):
         if hasattr(self.model, "peft_config"):
             self.model.save_pretrained(str(out / "adapter"))
             adapter = out / "adapter"
+        if base is None and self.base_path is None:
+            raise CheckpointError("the base model folder is unknown (the agent was not made by from_pretrained); pass base=")
         return write_llm_checkpoint(out, base=Path(base or self.base_path or ""), adapter=adapter, settings=self.settings,
                                     meta={**self.meta, **(extra_meta or {})})
 
@@ -339,7 +341,12 @@ class TextLLMAgent(Agent):
         enc = encode(history, space, target, np.zeros((0, space.width)))
         hint = space.from_unit(enc.extrap)
         exclude = tried_keys(history, space, target, pending)
-        ids = self.fit_prompt(history, space, target, pending, hint)
+        # pending configurations that are already target runs in the history are shown once, as runs
+        tkey = fidelity_key(target)
+        ran = tried_keys(History(trials=[t for t in history.trials if t.state == "complete"
+                                          and (not t.fidelity or fidelity_key(t.fidelity) == tkey)]), space, target, [])
+        fresh = [p for p in pending if p and tried_keys(History(), space, target, [p]).isdisjoint(ran)]
+        ids = self.fit_prompt(history, space, target, fresh, hint)
         if ids is None:
             logger.warning("the text-LLM agent cannot read this history; using the classical strategy")
             return self._fallback._propose(history, space, target, n, rng, candidates, pending)

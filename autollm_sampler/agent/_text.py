@@ -445,6 +445,11 @@ def _number(v: Any) -> float | None:
     return None
 
 
+def _display_close(x: float, y: float) -> bool:
+    """Whether ``x`` and ``y`` differ by no more than rounding to 3 significant digits explains."""
+    return abs(x - y) <= 5.01e-3 * max(abs(x), abs(y)) + 1e-12
+
+
 def _snap_value(name: str, p: Any, v: Any, notes: list[str]) -> Any:
     """A valid value of ``p`` for the raw ``v`` (``None`` when there is no sensible one)."""
     if isinstance(p, (FloatParam, IntParam)):
@@ -458,7 +463,7 @@ def _snap_value(name: str, p: Any, v: Any, notes: list[str]) -> Any:
             y = min(max(y, lo), hi)
         elif p.step:
             y = min(max(round((y - lo) / p.step) * p.step + lo, lo), hi)
-        if y != x:
+        if y != x and not _display_close(x, y):  # a value rounded for display is not a repair
             notes.append(f"moved {name} from {fmt_number(x, 6)} to {fmt_number(y, 6)} (range [{fmt_number(lo, 6)}, {fmt_number(hi, 6)}])")
         return int(y) if isinstance(p, IntParam) else float(y)
     if isinstance(p, CategoricalParam):
@@ -476,7 +481,10 @@ def _snap_value(name: str, p: Any, v: Any, notes: list[str]) -> Any:
             xv: float = x
             logish = xv > 0 and all(float(c) > 0 for c in nums)
             best = min(nums, key=lambda c: abs(math.log(float(c) / xv)) if logish else abs(float(c) - xv))
-            notes.append(f"moved {name} from {v!r} to the nearest choice {best!r}")
+            if not _display_close(xv, float(best)):
+                notes.append(f"moved {name} from {v!r} to the nearest choice {best!r}")
+            elif isinstance(best, bool) != isinstance(v, bool):
+                notes.append(f"read {name}={v!r} as {best!r}")
             return best
         if isinstance(v, str):
             close = difflib.get_close_matches(v, [str(c) for c in p.choices], n=1, cutoff=0.6)
@@ -503,6 +511,8 @@ def _snap_value(name: str, p: Any, v: Any, notes: list[str]) -> Any:
                 continue
             if comp != k:
                 notes.append(f"read {name}[{k}] as {name}[{comp}]")
+            if num < 0:
+                notes.append(f"set the negative weight {name}[{comp}]={fmt_number(num, 4)} to 0")
             weights[comp] = max(num, 0.0)
         missing = [c for c in p.components if not any(_match_name(str(k), p.components) == c for k in v)]
         if missing and len(missing) < len(p.components):
@@ -510,7 +520,7 @@ def _snap_value(name: str, p: Any, v: Any, notes: list[str]) -> Any:
         total = sum(weights.values())
         if total <= 0:
             return None
-        if abs(total - 1.0) > 1e-6:
+        if abs(total - 1.0) > 5e-4 * len(p.components) + 1e-9:  # weights shown with 3 decimals may sum to 0.999
             notes.append(f"renormalised {name} (weights summed to {fmt_number(total, 4)})")
         return {c: w / total for c, w in weights.items()}
     return None
@@ -590,8 +600,11 @@ def parse_action(
             snapped = True
             continue
         if sub:
-            snapped = True
             notes.extend(sub)
+            if all(n.startswith("read ") for n in sub):  # only a name or spelling was matched
+                level = "lenient" if level == "strict" else level
+            else:
+                snapped = True
         out[name] = v
     if snapped:
         level = "snap"
