@@ -33,6 +33,9 @@ class AgentGymPolicy(gym.Policy):
         self.name = name
         self.use_history = use_history
         self._seed = 0
+        # a greedy model on a fixed candidate grid gives the same episode for every seed
+        temp = getattr(agent, "temperature", getattr(getattr(agent, "settings", None), "temperature", None))
+        self.deterministic = temp == 0
 
     def reset(self, obs: gym.Observation, *, seed: int | None = None) -> None:
         super().reset(obs, seed=seed)

@@ -315,7 +315,7 @@ def _common_args(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("-n", type=int, default=1, help="number of proposals (default 1)")
     p.add_argument("--seed", type=int, default=None, help="random seed for reproducible proposals")
-    p.add_argument("--agent", default="default", metavar="default|classical|PATH", help="which agent proposes (default: the shipped model)")
+    p.add_argument("--agent", default="default", metavar="default|classical|PATH|llm:DIR", help="which agent proposes (default: the shipped model; a text-LLM checkpoint folder or llm:<local model folder> also work)")
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
