@@ -226,7 +226,7 @@ def test_prompt_that_does_not_fit_falls_back(tiny: Tiny, caplog: pytest.LogCaptu
     a = TextLLMAgent.from_pretrained(tiny.dir, settings=LLMAgentSettings(max_new_tokens=1000), device="cpu")
     with caplog.at_level(logging.WARNING, logger="autollm_sampler.agent"):
         props = a.propose(HISTORY, SMALL, TARGET, n=2, seed=0)
-    assert [p.source for p in props] == ["fallback", "fallback"] and a.stats.total == 0
+    assert [p.source for p in props] == ["fallback", "fallback"] and a.stats.total == 0 and a.stats.too_long == 1
     assert "cannot read this history" in caplog.text
     for p in props:
         assert SMALL.validate_params(p.params) == p.params

@@ -454,10 +454,10 @@ def test_parse_action_never_raises_and_always_returns_a_valid_config(text: str, 
 def test_repair_stats() -> None:
     s = RepairStats()
     assert s.total == 0 and s.repair_rate == 0.0
-    assert s.to_dict() == {"answers": 0, "strict": 0, "lenient": 0, "snap": 0, "failed": 0, "repair_rate": 0.0}
+    assert s.to_dict() == {"answers": 0, "strict": 0, "lenient": 0, "snap": 0, "failed": 0, "repair_rate": 0.0, "too_long": 0}
     for text in (GOOD_TEXT, GOOD_TEXT, "x " + GOOD_TEXT, GOOD_TEXT.replace("128", "100"), "nothing", GOOD_TEXT):
         s.add(parse_action(text, PARSE).level)
     assert dict(s.counts) == {"strict": 3, "lenient": 1, "snap": 1, "failed": 1}
     assert s.total == 6 and s.repair_rate == pytest.approx(0.5)
-    assert s.to_dict() == {"answers": 6, "strict": 3, "lenient": 1, "snap": 1, "failed": 1, "repair_rate": 0.5}
+    assert s.to_dict() == {"answers": 6, "strict": 3, "lenient": 1, "snap": 1, "failed": 1, "repair_rate": 0.5, "too_long": 0}
     json.dumps(s.to_dict())

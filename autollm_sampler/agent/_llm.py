@@ -348,6 +348,7 @@ class TextLLMAgent(Agent):
         fresh = [p for p in pending if p and tried_keys(History(), space, target, [p]).isdisjoint(ran)]
         ids = self.fit_prompt(history, space, target, fresh, hint)
         if ids is None:
+            self.stats.too_long += 1
             logger.warning("the text-LLM agent cannot read this history; using the classical strategy")
             return self._fallback._propose(history, space, target, n, rng, candidates, pending)
         cand = _CandidateIndex(space, candidates) if candidates else None

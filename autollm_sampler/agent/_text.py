@@ -286,9 +286,14 @@ class ParsedAction:
 
 @dataclass
 class RepairStats:
-    """Counts of answers per repair level; ``repair_rate`` is the share that was not ``strict``."""
+    """Counts of answers per repair level; ``repair_rate`` is the share that was not ``strict``.
+
+    ``too_long`` counts proposals for which the prompt did not fit the model's context, so no answer was
+    generated and the classical strategy proposed instead.
+    """
 
     counts: Counter[str] = field(default_factory=Counter)
+    too_long: int = 0
 
     def add(self, level: str) -> None:
         self.counts[level] += 1
@@ -302,7 +307,8 @@ class RepairStats:
         return 1.0 - self.counts["strict"] / self.total if self.total else 0.0
 
     def to_dict(self) -> dict[str, Any]:
-        return {"answers": self.total, **{k: self.counts[k] for k in LEVELS}, "repair_rate": round(self.repair_rate, 4)}
+        return {"answers": self.total, **{k: self.counts[k] for k in LEVELS}, "repair_rate": round(self.repair_rate, 4),
+                "too_long": self.too_long}
 
 
 _TRAILING_COMMA = re.compile(r",\s*([}\]])")

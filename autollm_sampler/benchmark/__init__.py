@@ -33,6 +33,7 @@ from autollm_sampler.benchmark._metrics import (
 from autollm_sampler.benchmark._policies import (
     AgentPolicy,
     BenchPolicy,
+    ExtrapolatedSearch,
     OptunaSearch,
     RandomSearch,
     SuccessiveHalving,
@@ -57,6 +58,7 @@ __all__ = [
     "CandidateIndex",
     "DEFAULT_METHODS",
     "EpisodeSpec",
+    "ExtrapolatedSearch",
     "METHODS",
     "MethodSpec",
     "OptunaSearch",

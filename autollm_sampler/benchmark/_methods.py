@@ -15,6 +15,7 @@ from pathlib import Path
 from autollm_sampler.benchmark._policies import (
     AgentPolicy,
     BenchPolicy,
+    ExtrapolatedSearch,
     OptunaSearch,
     RandomSearch,
     SuccessiveHalving,
@@ -124,13 +125,15 @@ METHODS: dict[str, MethodSpec] = {
         _agent_spec("agent-distilled", str(DISTILLED_CHECKPOINT), "the agent after distillation only (no RL)"),
         _agent_spec("agent-nohist", "default", "the trained agent without low-fidelity history",
                     use_history=False),
+        MethodSpec("agent-extrap", "the agent's extrapolated optimum, nearest untried candidate, no model "
+                   "(ablation)", ("A", "B"), True, True, ExtrapolatedSearch),
     ]
 }
 
 #: Every method, in table order (``agent-llm`` runs only where a text-LLM checkpoint is configured).
 DEFAULT_METHODS: tuple[str, ...] = (*METHODS, "agent-llm")
-#: Methods that are the product (excluded when picking "the best baseline").
-AGENT_METHODS = frozenset({"agent", "agent-distilled", "agent-nohist", "agent-llm"})
+#: The agent and its ablations (excluded when picking "the best baseline").
+AGENT_METHODS = frozenset({"agent", "agent-distilled", "agent-nohist", "agent-extrap", "agent-llm"})
 
 
 def method_spec(name: str) -> MethodSpec:

@@ -7,7 +7,8 @@ the budget is spent). In Setting A an action is a target configuration; in Setti
 :mod:`autollm_sampler.benchmark._candidates`), so a policy may propose anything.
 
 Methods here: random search, Optuna samplers on the target (optionally warm-started from the cheap runs),
-transfer, successive halving across cells, and the agent adapter. The Step Law rule lives in
+transfer, successive halving across cells, the agent adapter and the agent's extrapolation feature without
+its model (an ablation). The Step Law rule lives in
 :mod:`autollm_sampler.benchmark._steplaw`.
 """
 
@@ -40,6 +41,7 @@ __all__ = [
     "OptunaSearch",
     "OptunaEncoding",
     "AgentPolicy",
+    "ExtrapolatedSearch",
     "SuccessiveHalving",
     "CheapFirstSchedule",
     "cell_info",
@@ -291,6 +293,57 @@ class AgentPolicy(_CellProposer):
         if history_trials(obs, obs.target.name):
             return super().recommend(obs)
         return self.propose_for(obs, obs.target.name)
+
+
+class ExtrapolatedSearch(_CellProposer):
+    """The agent's extrapolated optimum without the model: the nearest untried candidate (an ablation).
+
+    The agent's serializer (``autollm_sampler.agent._features.encode``) fits a ridge extrapolation of the
+    per-cell optima along log-fidelity and gives it to the model as a feature (``Encoded.extrap``, a point
+    of the proposed-for cell's unit cube). This method proposes the untried row nearest to that point, with
+    no model: it shows what the model adds over its own feature. The point depends only on the *other*
+    cells' runs, so in Setting A it is fixed and the method walks outward from it, nearest first. With no
+    evidence at all (Setting B's first cheap runs) ``encode`` gives its prior, the centre of the cube. In
+    Setting B it follows the same :class:`CheapFirstSchedule` as :class:`AgentPolicy`.
+
+    Example:
+        >>> policy = ExtrapolatedSearch(seed=0)
+    """
+
+    name = "agent-extrap"
+    deterministic = True
+
+    def __init__(self, *, seed: int | None = None) -> None:
+        super().__init__(seed=seed)
+        self._points: dict[str, tuple[int, np.ndarray]] = {}  # cell -> (runs of the other cells, point)
+
+    def reset(self, obs: Observation, *, seed: int | None = None) -> None:
+        super().reset(obs, seed=seed)
+        self._points = {}
+
+    def extrapolated(self, obs: Observation, cell: str) -> np.ndarray:
+        """``encode(history, space, fidelity).extrap`` for one cell (cached while the other cells' runs stay)."""
+        from autollm_sampler.agent._features import encode
+
+        n_other = sum(1 for t in obs.history.trials if t.attrs.get("cell") != cell)
+        cached = self._points.get(cell)
+        if cached is None or cached[0] != n_other:
+            space = obs.spaces[cell]
+            enc = encode(obs.history, space, cell_info(obs, cell).fidelity, np.zeros((0, space.width)))
+            cached = (n_other, np.asarray(enc.extrap, dtype=float))
+            self._points[cell] = cached
+        return cached[1]
+
+    def propose_for(self, obs: Observation, cell: str) -> dict[str, Any]:
+        row = _index(obs, cell).nearest(self.extrapolated(obs, cell), exclude=_tried_rows(obs, cell))
+        return dict(obs.candidates_by_cell[cell][row])
+
+    def recommend(self, obs: Observation) -> dict[str, Any]:
+        """Best target trial; before any target run, the target row nearest to the extrapolated optimum."""
+        if history_trials(obs, obs.target.name):
+            return super().recommend(obs)
+        row = _index(obs, obs.target.name).nearest(self.extrapolated(obs, obs.target.name))
+        return dict(obs.candidates[row])
 
 
 # --------------------------------------------------------------------------------------------- optuna

@@ -40,7 +40,7 @@ __all__ = ["SIZES", "LATENCY_METHODS", "measure_method", "run_latency", "render_
 SIZES = (10, 100, 1000)
 #: Methods measured (Setting-A methods; ``sh`` is a Setting-B schedule with no per-suggestion model).
 LATENCY_METHODS = ("random", "tpe", "gp", "cmaes", "qmc", "tpe-warm", "cmaes-warm", "transfer", "steplaw-rule",
-                   "agent", "agent-distilled", "agent-nohist")
+                   "agent", "agent-distilled", "agent-nohist", "agent-extrap")
 TASK, TARGET = "steplaw-dense-v1", "N=1.07B,D=20B"
 
 
