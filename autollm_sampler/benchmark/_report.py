@@ -491,6 +491,13 @@ _VARIANT_TITLE = {
 }
 
 
+def _deterministic(method: str) -> bool:
+    try:
+        return method_spec(method).deterministic
+    except ValueError:  # a method name of an older cache this installation no longer knows
+        return False
+
+
 def render_results(
     rows: Sequence[Mapping[str, Any]],
     summ: Summary,
@@ -502,13 +509,14 @@ def render_results(
 ) -> str:
     """The RESULTS.md page."""
     out: list[str] = ["# Benchmark results", ""]
+    deterministic = ", ".join(m for m in summ.methods if _deterministic(m)) or "none here"
     out += [
         f"- **Command:** `{meta.get('command', 'autollm-sampler bench')}`",
         f"- **Date:** {meta.get('date', '')}",
         f"- **Machine:** {meta.get('machine', machine_description())}",
         f"- **Wall time:** {meta.get('elapsed', 'n/a')} with {meta.get('workers', '?')} worker process(es)",
         f"- **Seeds:** 0..{int(meta.get('seeds', 20)) - 1} for every stochastic method; deterministic methods "
-        "(transfer, steplaw-rule) run once per target on the full history",
+        f"({deterministic}) run once per target on the full history",
         f"- **Episodes:** {len(rows)}",
         "",
         "Definitions follow the project's BENCHMARK.md (restated in the docstrings of "
