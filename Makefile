@@ -53,7 +53,7 @@ train-llm: $(STAMP)
 
 bench-llm: $(STAMP)
 	AUTOLLM_BENCH_LLM_AGENT=runs/llm-tiny/agent $(BIN)/autollm-sampler bench --setting A --history full --seeds 1 \
-	  --methods agent-llm agent:runs/llm-tiny/agent-distilled agent transfer --out docs/benchmarks/text-llm --skip-latency
+	  --methods agent-llm agent:runs/llm-tiny/agent-distilled agent agent-extrap transfer --out docs/benchmarks/text-llm --skip-latency
 
 clean:
 	rm -rf $(VENV) runs build *.egg-info
