@@ -39,7 +39,7 @@ import math
 import sys
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -59,6 +59,7 @@ from autollm_sampler.agent._text import PromptSettings, parse_action, render_ans
 from autollm_sampler.exceptions import ConfigError
 from autollm_sampler.gym import Observation, TransferPolicy
 from training.config import PipelineConfig, _build
+from training.config import _help as _h
 from training.curate import ExperimentSpec, curate, materialize
 from training.rl import grpo
 from training.simulate import label_state, query_rows
@@ -76,12 +77,6 @@ CHAT_TEMPLATE = (
     "{% if add_generation_prompt %}<|assistant|>\n{% endif %}"
 )
 ROLE_TOKENS = ["<|system|>", "<|user|>", "<|assistant|>"]
-
-
-def _h(text: str, default: Any) -> Any:
-    if callable(default):
-        return field(default_factory=default, metadata={"help": text})
-    return field(default=default, metadata={"help": text})
 
 
 @dataclass

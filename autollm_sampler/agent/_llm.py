@@ -39,6 +39,7 @@ from autollm_sampler.agent._text import (
     ParsedAction,
     PromptSettings,
     RepairStats,
+    balanced_object,
     parse_action,
     render_prompt,
 )
@@ -147,26 +148,8 @@ class _JsonDone:
 
 
 def _closed_object(text: str) -> bool:
-    depth = 0
-    seen = in_str = esc = False
-    for ch in text:
-        if in_str:
-            if esc:
-                esc = False
-            elif ch == "\\":
-                esc = True
-            elif ch == '"':
-                in_str = False
-        elif ch == '"':
-            in_str = True
-        elif ch == "{":
-            depth += 1
-            seen = True
-        elif ch == "}" and depth:
-            depth -= 1
-            if depth == 0 and seen:
-                return True
-    return False
+    start = text.find("{")
+    return start >= 0 and balanced_object(text, start) is not None
 
 
 class TextLLMAgent(Agent):

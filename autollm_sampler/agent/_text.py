@@ -59,6 +59,7 @@ __all__ = [
     "read_prompt_runs",
     "parse_action",
     "fmt_number",
+    "balanced_object",
 ]
 
 #: Repair levels, from clean to unusable.
@@ -316,11 +317,12 @@ _DANGLING_KEY = re.compile(r'[,{]\s*"[^"]*"\s*:?\s*$')
 _PAIR = re.compile(r"""["']?([A-Za-z_][\w.\[\]-]*)["']?\s*[:=]\s*("[^"]*"|'[^']*'|-?\d+(?:\.\d*)?(?:[eE][-+]?\d+)?|true|false|True|False)""")
 
 
-def _close(text: str) -> str:
-    """Close a truncated JSON object: finish an open string, drop a dangling key, add the missing brackets."""
-    stack: list[str] = []
+def _structure(text: str, start: int = 0) -> tuple[list[tuple[int, str]], bool]:
+    """The characters of ``text[start:]`` outside JSON strings (with their index), and whether it ends inside one."""
+    out: list[tuple[int, str]] = []
     in_str = esc = False
-    for ch in text:
+    for i in range(start, len(text)):
+        ch = text[i]
         if in_str:
             if esc:
                 esc = False
@@ -330,7 +332,17 @@ def _close(text: str) -> str:
                 in_str = False
         elif ch == '"':
             in_str = True
-        elif ch in "{[":
+        else:
+            out.append((i, ch))
+    return out, in_str
+
+
+def _close(text: str) -> str:
+    """Close a truncated JSON object: finish an open string, drop a dangling key, add the missing brackets."""
+    stack: list[str] = []
+    chars, in_str = _structure(text)
+    for _, ch in chars:
+        if ch in "{[":
             stack.append("}" if ch == "{" else "]")
         elif ch in "}]" and stack:
             stack.pop()
@@ -348,22 +360,11 @@ def _close(text: str) -> str:
     return out + "".join(reversed(stack))
 
 
-def _balanced(text: str, start: int) -> str | None:
+def balanced_object(text: str, start: int) -> str | None:
     """The balanced ``{...}`` starting at ``start``, or ``None`` when it never closes."""
     depth = 0
-    in_str = esc = False
-    for i in range(start, len(text)):
-        ch = text[i]
-        if in_str:
-            if esc:
-                esc = False
-            elif ch == "\\":
-                esc = True
-            elif ch == '"':
-                in_str = False
-        elif ch == '"':
-            in_str = True
-        elif ch == "{":
+    for i, ch in _structure(text, start)[0]:
+        if ch == "{":
             depth += 1
         elif ch == "}":
             depth -= 1
@@ -393,7 +394,7 @@ def _extract(text: str) -> tuple[dict[str, Any] | None, list[str]]:
         pass
     start = stripped.find("{")
     if start >= 0:
-        chunk = _balanced(stripped, start)
+        chunk = balanced_object(stripped, start)
         if start > 0 or (chunk is not None and chunk != stripped):
             notes.append("extracted the JSON object from surrounding text")
         if chunk is None:
