@@ -35,6 +35,19 @@ logger = logging.getLogger(__name__)
 AgentSpec = Agent | str | os.PathLike[str]
 
 
+def check_agent_spec(agent: object) -> AgentSpec:
+    """``agent`` itself when it is a valid ``agent=`` argument (checked at construction, loaded later).
+
+    Raises:
+        TypeError: if ``agent`` is neither an :class:`Agent` nor a string / path.
+    """
+    if not isinstance(agent, (Agent, str, os.PathLike)):
+        raise TypeError(
+            f"agent must be an Agent, 'default', 'classical' or a checkpoint path, got {type(agent).__name__}"
+        )
+    return agent
+
+
 def resolve_agent(agent: AgentSpec) -> Agent:
     """Turn an ``agent=`` argument into an :class:`Agent`.
 
@@ -46,12 +59,9 @@ def resolve_agent(agent: AgentSpec) -> Agent:
         CheckpointError: if an explicit checkpoint path is missing or corrupt.
         TypeError: if ``agent`` is neither an :class:`Agent` nor a string / path.
     """
+    check_agent_spec(agent)
     if isinstance(agent, Agent):
         return agent
-    if not isinstance(agent, (str, os.PathLike)):
-        raise TypeError(
-            f"agent must be an Agent, 'default', 'classical' or a checkpoint path, got {type(agent).__name__}"
-        )
     if str(agent) == "default":
         try:
             return load_agent("default")

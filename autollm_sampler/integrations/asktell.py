@@ -34,6 +34,7 @@ from autollm_sampler.history import History, Trial, TrialState, fidelity_key
 from autollm_sampler.integrations._common import (
     AgentSpec,
     CostSchedule,
+    check_agent_spec,
     check_target,
     derive_seed,
     finite_or_none,
@@ -133,9 +134,7 @@ class AskTell:
             if fidelity_levels is not None
             else None
         )
-        if not isinstance(agent, (Agent, str, os.PathLike)):
-            raise TypeError(f"agent must be an Agent, 'default', 'classical' or a checkpoint path, got {type(agent).__name__}")
-        self._agent_spec = agent
+        self._agent_spec = check_agent_spec(agent)
         self._agent: Agent | None = agent if isinstance(agent, Agent) else None
         self._seed_base = int(seed) if seed is not None else fresh_seed()
         self._history = History(fidelity_axes=axes)

@@ -61,7 +61,6 @@ from __future__ import annotations
 import io
 import logging
 import math
-import os
 import sys
 import threading
 import time
@@ -83,6 +82,7 @@ from autollm_sampler.history import History, Trial
 from autollm_sampler.integrations._common import (
     AgentSpec,
     CostSchedule,
+    check_agent_spec,
     check_target,
     derive_seed,
     finite_or_none,
@@ -215,12 +215,8 @@ class AutoLLMSampler(BaseSampler):
             raise ValueError(f"seed must be an int or None, got {seed!r}")
         self._seed = None if seed is None else int(seed)
         self._seed_base = self._seed if self._seed is not None else fresh_seed()
-        self._agent_spec: AgentSpec = agent
+        self._agent_spec: AgentSpec = check_agent_spec(agent)
         self._agent: Agent | None = agent if isinstance(agent, Agent) else None
-        if not isinstance(agent, (Agent, str, os.PathLike)):
-            raise TypeError(
-                f"agent must be an Agent, 'default', 'classical' or a checkpoint path, got {type(agent).__name__}"
-            )
         self._fallback = fallback_sampler if fallback_sampler is not None else RandomSampler(seed=self._seed)
         self._mixtures = _check_mixtures(mixtures)
         self._component_of: dict[str, str] = {

@@ -47,6 +47,7 @@ from autollm_sampler.history import History, Trial
 from autollm_sampler.integrations._common import (
     AgentSpec,
     CostSchedule,
+    check_agent_spec,
     check_target,
     derive_seed,
     finite_or_none,
@@ -220,9 +221,7 @@ class AutoLLMSearcher(Searcher):
                 parse_levels(fidelity_levels, self._axes), target=self._target, budget=budget,
                 low_fidelity_share=low_fidelity_share,
             )
-        if not isinstance(agent, (Agent, str, os.PathLike)):
-            raise TypeError(f"agent must be an Agent, 'default', 'classical' or a checkpoint path, got {type(agent).__name__}")
-        self._agent_spec: AgentSpec = agent
+        self._agent_spec: AgentSpec = check_agent_spec(agent)
         self._agent: Agent | None = agent if isinstance(agent, Agent) else None
         self._seed = seed
         self._seed_base = int(seed) if seed is not None else fresh_seed()
