@@ -57,12 +57,12 @@ from autollm_sampler.agent._llm import (
 )
 from autollm_sampler.agent._text import PromptSettings, parse_action, render_answer, render_prompt
 from autollm_sampler.exceptions import ConfigError
-from autollm_sampler.gym import Observation, TransferPolicy
+from autollm_sampler.gym import Observation
 from training.config import PipelineConfig, _build
 from training.config import _help as _h
-from training.curate import ExperimentSpec, curate, materialize
+from training.curate import ExperimentSpec, curate
 from training.rl import grpo
-from training.simulate import label_state, query_rows
+from training.simulate import Visit, run_experts
 
 __all__ = ["LLMSection", "LLMConfig", "load_llm_config", "simulate_text", "build_tokenizer", "pretrain",
            "distill_lora", "TextRLPolicy", "run", "main", "STAGES"]
@@ -161,63 +161,37 @@ def _reason(dist: float, n_target: int, best: float | None) -> str:
 
 
 def simulate_text(specs: list[ExperimentSpec], cfg: LLMConfig, *, progress: bool = True) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-    """Expert trajectories as text records (see the module docstring)."""
-    from tqdm import tqdm
+    """Expert trajectories as text records (see the module docstring).
 
-    pc = cfg.pipeline
-    sim = pc.simulate
+    The experts and their episodes are those of :func:`training.simulate.run_experts`; states where every
+    queried row was already run have no hindsight label and are not recorded.
+    """
     settings = cfg.prompt
-    rng = np.random.default_rng([pc.seed, 12])
     records: list[dict[str, Any]] = []
-    final: dict[str, list[float]] = {e: [] for e in sim.experts}
-    for si, spec in enumerate(tqdm(specs, desc="simulate", disable=not progress, mininterval=2.0)):
-        try:
-            _, env = materialize(spec, pc.raw_dir)
-        except Exception as exc:  # noqa: BLE001 - a broken augmented task is skipped, not fatal
-            logger.warning("simulate: skipping %s:%s (%s)", spec.source, spec.target, exc)
-            continue
-        cell = env.target
-        for ep in range(sim.episodes_per_experiment):
-            kind = sim.experts[(ep + spec.seed) % len(sim.experts)]
-            obs, info = env.reset(seed=int(rng.integers(1 << 30)))
-            transfer = TransferPolicy()
-            for _ in range(min(sim.steps, len(cell))):
-                tried = obs.tried.get(cell.name, set())
-                rows = query_rows(cell, tried, pc.curate.max_queries, rng)
-                st = label_state(obs, cell, rows, sim.hindsight_temperature)
-                if st.expert.sum() <= 0:
-                    break
-                space = obs.space
-                hint = space.from_unit(st.enc.extrap)
-                user = render_prompt(obs.history, space, obs.target.fidelity, settings=settings, hint=hint)
-                tgt_trials = [t for t in obs.history.trials if t.fidelity == obs.target.fidelity and t.value is not None]
-                best = min((space.sign * float(t.value) for t in tgt_trials), default=None)  # type: ignore[arg-type]
-                best = None if best is None else space.sign * best
+    def visit(v: Visit) -> None:
+        st, cell, obs = v.state, v.cell, v.obs
+        if st.expert.sum() <= 0:
+            return
+        space = obs.space
+        user = render_prompt(obs.history, space, obs.target.fidelity, settings=settings, hint=space.from_unit(st.enc.extrap))
+        tgt = [t for t in obs.history.trials if t.fidelity == obs.target.fidelity and t.value is not None]
+        best = None if not tgt else space.sign * min(space.sign * float(t.value) for t in tgt)  # type: ignore[arg-type]
 
-                def answer(row: int, cell: Any = cell, extrap: np.ndarray = st.enc.extrap, space: Any = space,
-                           n_tgt: int = len(tgt_trials), best: float | None = best) -> str:
-                    dist = float(np.sqrt(np.mean((cell.unit[row] - extrap) ** 2)))
-                    return render_answer(cell.configs[row], space, predicted=float(cell.values[row]),
-                                         reason=_reason(dist, n_tgt, best), digits=settings.digits)
+        def answer(row: int) -> str:
+            dist = float(np.sqrt(np.mean((cell.unit[row] - st.enc.extrap) ** 2)))
+            return render_answer(cell.configs[row], space, predicted=float(cell.values[row]),
+                                 reason=_reason(dist, len(tgt), best), digits=settings.digits)
 
-                label_row = int(st.rows[int(np.argmax(st.expert))])
-                if kind == "hindsight":
-                    j = int(rng.choice(len(st.rows), p=st.expert / st.expert.sum()))
-                    act_row = int(st.rows[j])
-                elif kind == "transfer":
-                    act = transfer.act(obs)
-                    key = space.config_key(act)
-                    act_row = next((i for i, c in enumerate(cell.configs) if space.config_key(c) == key), label_row)
-                else:
-                    act_row = int(rng.choice(obs.untried()))
-                records.append({"source": spec.source, "episode": f"{si}:{ep}", "expert": kind, "user": user,
-                                "label": answer(label_row), "acted": answer(act_row)})
-                obs, _, terminated, _, info = env.step(dict(cell.configs[act_row]))
-                if terminated:
-                    break
-            final[kind].append(float(info["regret"]))
-    summary = {"states": len(records), **{f"final_regret_{k}": float(np.mean(v)) for k, v in final.items() if v}}
-    return records, summary
+        label_row = int(st.rows[int(np.argmax(st.expert))])
+        act_row = v.row
+        if act_row is None:  # the transfer expert: the first row with its configuration
+            key = space.config_key(v.action)
+            act_row = next((i for i, c in enumerate(cell.configs) if space.config_key(c) == key), label_row)
+        records.append({"source": v.spec.source, "episode": f"{v.spec_index}:{v.episode}", "expert": v.expert,
+                        "user": user, "label": answer(label_row), "acted": answer(act_row)})
+
+    summary: dict[str, Any] = run_experts(specs, cfg.pipeline, visit, stream=12, progress=progress)
+    return records, {"states": len(records), **summary}
 
 
 # --------------------------------------------------------------------------------------------- tokenizer / model

@@ -16,6 +16,7 @@ of every scored candidate (the value target), and the step's reward (reduction o
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,7 +28,7 @@ from autollm_sampler.gym import Cell, Observation, TransferPolicy
 from training.config import PipelineConfig
 from training.curate import ExperimentSpec, materialize
 
-__all__ = ["State", "label_state", "simulate", "save_states", "load_states", "query_rows"]
+__all__ = ["State", "Visit", "label_state", "run_experts", "simulate", "save_states", "load_states", "query_rows"]
 
 logger = logging.getLogger(__name__)
 
@@ -77,28 +78,49 @@ def label_state(obs: Observation, cell: Cell, rows: np.ndarray, temperature: flo
     return State(enc, y.astype(np.float32), quant.astype(np.float32), untried, expert.astype(np.float32), rows)
 
 
-def _expert_action(kind: str, state: State, obs: Observation, cell: Cell, rng: np.random.Generator, transfer: TransferPolicy) -> dict[str, Any]:
+def _expert_action(kind: str, state: State, obs: Observation, cell: Cell, rng: np.random.Generator,
+                   transfer: TransferPolicy) -> tuple[dict[str, Any], int | None]:
+    """The expert's action and its target row (``None`` for the transfer expert, which acts by configuration)."""
     if kind == "hindsight" and state.expert.sum() > 0:
         j = int(rng.choice(len(state.rows), p=state.expert / state.expert.sum()))
-        return dict(cell.configs[int(state.rows[j])])
+        row = int(state.rows[j])
+        return dict(cell.configs[row]), row
     if kind == "transfer":
-        return transfer.act(obs)
-    untried = obs.untried()
-    return dict(cell.configs[int(rng.choice(untried))])
+        return transfer.act(obs), None
+    row = int(rng.choice(obs.untried()))
+    return dict(cell.configs[row]), row
 
 
-def simulate(specs: list[ExperimentSpec], cfg: PipelineConfig, *, progress: bool = True) -> tuple[list[State], dict[str, float]]:
-    """Run the experts over every curated experiment; returns the labelled states and a summary."""
+@dataclass
+class Visit:
+    """One decision of an expert episode, seen before the expert's action is run."""
+
+    spec_index: int
+    spec: ExperimentSpec
+    episode: int
+    expert: str
+    obs: Observation
+    cell: Cell
+    state: State
+    action: dict[str, Any]
+    row: int | None  # the action's target row, when the expert chose a row
+
+
+def run_experts(specs: list[ExperimentSpec], cfg: PipelineConfig, visit: Callable[[Visit], None], *, stream: int = 2,
+                progress: bool = True) -> dict[str, float]:
+    """Drive the experts over every curated experiment, calling ``visit`` at every decision.
+
+    ``stream`` picks the random stream (``[cfg.seed, stream]``), so two consumers of the same experiments do not
+    share draws. Returns the mean final regret of each expert.
+    """
     from tqdm import tqdm
 
     sim = cfg.simulate
-    rng = np.random.default_rng([cfg.seed, 2])
-    states: list[State] = []
+    rng = np.random.default_rng([cfg.seed, stream])
     final_regret: dict[str, list[float]] = {e: [] for e in sim.experts}
-    it = tqdm(specs, desc="simulate", disable=not progress, mininterval=2.0)
-    for spec in it:
+    for si, spec in enumerate(tqdm(specs, desc="simulate", disable=not progress, mininterval=2.0)):
         try:
-            task, env = materialize(spec, cfg.raw_dir)
+            _, env = materialize(spec, cfg.raw_dir)
         except Exception as exc:
             logger.warning("simulate: skipping %s:%s (%s)", spec.source, spec.target, exc)
             continue
@@ -111,13 +133,19 @@ def simulate(specs: list[ExperimentSpec], cfg: PipelineConfig, *, progress: bool
                 tried = obs.tried.get(cell.name, set())
                 rows = query_rows(cell, tried, cfg.curate.max_queries, rng)
                 st = label_state(obs, cell, rows, sim.hindsight_temperature)
-                states.append(st)
-                action = _expert_action(kind, st, obs, cell, rng, transfer)
+                action, row = _expert_action(kind, st, obs, cell, rng, transfer)
+                visit(Visit(si, spec, ep, kind, obs, cell, st, action, row))
                 obs, reward, terminated, truncated, info = env.step(action)
                 if terminated:
                     break
             final_regret[kind].append(float(info["regret"]))
-    summary = {f"final_regret_{k}": float(np.mean(v)) for k, v in final_regret.items() if v}
+    return {f"final_regret_{k}": float(np.mean(v)) for k, v in final_regret.items() if v}
+
+
+def simulate(specs: list[ExperimentSpec], cfg: PipelineConfig, *, progress: bool = True) -> tuple[list[State], dict[str, float]]:
+    """Run the experts over every curated experiment; returns the labelled states and a summary."""
+    states: list[State] = []
+    summary = run_experts(specs, cfg, lambda v: states.append(v.state), progress=progress)
     summary["states"] = float(len(states))
     return states, summary
 
