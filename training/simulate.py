@@ -128,7 +128,8 @@ def run_experts(specs: list[ExperimentSpec], cfg: PipelineConfig, visit: Callabl
         for ep in range(sim.episodes_per_experiment):
             kind = sim.experts[(ep + spec.seed) % len(sim.experts)]
             obs, info = env.reset(seed=int(rng.integers(1 << 30)))
-            transfer = TransferPolicy()
+            # the transfer expert breaks ties at random: seed it per episode (without drawing from rng)
+            transfer = TransferPolicy(seed=int(np.random.SeedSequence([cfg.seed, stream, si, ep]).generate_state(1)[0]))
             for _ in range(min(sim.steps, len(cell))):
                 tried = obs.tried.get(cell.name, set())
                 rows = query_rows(cell, tried, cfg.curate.max_queries, rng)
