@@ -162,3 +162,16 @@ def _build(data: dict[str, Any], where: str) -> PipelineConfig:
         else:
             kwargs[key] = value
     return PipelineConfig(**kwargs)
+
+
+def parse_stages(text: str, valid: tuple[str, ...]) -> tuple[str, ...]:
+    """A ``--stages`` value (comma-separated) checked against the pipeline's stages, in the given order.
+
+    Raises:
+        ConfigError: naming the unknown stages and the valid ones.
+    """
+    stages = tuple(s.strip() for s in text.split(",") if s.strip())
+    bad = set(stages) - set(valid)
+    if bad:
+        raise ConfigError(f"unknown stage(s) {sorted(bad)}; choose from {valid}")
+    return stages

@@ -58,7 +58,7 @@ from autollm_sampler.agent._llm import (
 from autollm_sampler.agent._text import PromptSettings, parse_action, render_answer, render_prompt
 from autollm_sampler.exceptions import ConfigError
 from autollm_sampler.gym import Observation
-from training.config import PipelineConfig, _build
+from training.config import PipelineConfig, _build, parse_stages
 from training.config import _help as _h
 from training.curate import ExperimentSpec, curate
 from training.rl import grpo
@@ -585,10 +585,10 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if args.base_model:
         cfg.llm.base_model = args.base_model
-    stages = tuple(s.strip() for s in args.stages.split(",") if s.strip())
-    bad = set(stages) - set(STAGES)
-    if bad:
-        print(f"unknown stage(s) {sorted(bad)}; choose from {STAGES}", file=sys.stderr)
+    try:
+        stages = parse_stages(args.stages, STAGES)
+    except ConfigError as exc:
+        print(exc, file=sys.stderr)
         return 2
     summary = run(cfg, stages=stages, force=args.force, progress=not args.no_progress)
     print(json.dumps(summary, indent=1, default=str))

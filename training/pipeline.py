@@ -21,7 +21,8 @@ from typing import Any
 import torch
 
 from autollm_sampler.agent._model import AgentModelConfig, TransformerAgent
-from training.config import PipelineConfig, load_config
+from autollm_sampler.exceptions import ConfigError
+from training.config import PipelineConfig, load_config, parse_stages
 from training.curate import ExperimentSpec, curate
 from training.distill import distill
 from training.rl import TransformerRLPolicy, grpo
@@ -154,10 +155,10 @@ def main(argv: list[str] | None = None) -> int:
     cfg = load_config(args.config, **overrides)
     if args.no_export:
         cfg.export_dir = cfg.export_distilled_dir = None
-    stages = tuple(s.strip() for s in args.stages.split(",") if s.strip())
-    bad = set(stages) - set(STAGES)
-    if bad:
-        print(f"unknown stage(s) {sorted(bad)}; choose from {STAGES}", file=sys.stderr)
+    try:
+        stages = parse_stages(args.stages, STAGES)
+    except ConfigError as exc:
+        print(exc, file=sys.stderr)
         return 2
     summary = run(cfg, stages=stages, force=args.force, progress=not args.no_progress)
     print(json.dumps(summary, indent=1))
