@@ -7,8 +7,10 @@ carries the run's configuration, seed, outcome, measured CPU and wall seconds, a
 
 from __future__ import annotations
 
+import csv
 import hashlib
 import json
+import math
 import os
 import platform
 import sys
@@ -166,3 +168,26 @@ def run_grid(
             log.append(record)
             step(f"{job['run_id'][:40]} {t.cpu:.1f}s")
     return len(todo)
+
+
+def write_table(out: Path, table_dir: Path, cols: Sequence[str], rows: Sequence[dict[str, Any]], meta: dict[str, Any]) -> None:
+    """Write ``table.csv`` (``rows`` in ``cols`` order) to ``table_dir`` and ``metadata.json`` to both folders."""
+    table_dir.mkdir(parents=True, exist_ok=True)
+    with open(table_dir / "table.csv", "w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=list(cols), lineterminator="\n")
+        w.writeheader()
+        w.writerows(rows)
+    text = json.dumps(meta, indent=2) + "\n"
+    (table_dir / "metadata.json").write_text(text)
+    (out / "metadata.json").write_text(text)
+
+
+def seed_noise(by_config: dict[Any, dict[int, float]]) -> dict[str, Any]:
+    """Run-to-run noise from configurations run with seeds 0 and 1: statistics of |outcome(0) - outcome(1)|."""
+    diffs = sorted(abs(v[0] - v[1]) for v in by_config.values() if 0 in v and 1 in v)
+    if not diffs:
+        return {"pairs": 0}
+    mean = sum(diffs) / len(diffs)
+    return {"pairs": len(diffs), "mean_abs_diff": mean, "median_abs_diff": diffs[len(diffs) // 2],
+            "max_abs_diff": diffs[-1], "seed_sd_estimate": mean * math.sqrt(math.pi) / 2,
+            "note": "seed_sd_estimate = mean|d|*sqrt(pi)/2: the per-run sd if the two seeds are iid normal"}

@@ -37,7 +37,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import csv
 import json
 import math
 import sys
@@ -47,7 +46,16 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _nano_common import RunLog, Timer, config_hash, limit_threads, run_grid, software_versions  # noqa: E402
+from _nano_common import (  # noqa: E402
+    RunLog,
+    Timer,
+    config_hash,
+    limit_threads,
+    run_grid,
+    seed_noise,
+    software_versions,
+    write_table,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 TASK_ID = "nanogrpo-v1"
@@ -339,7 +347,6 @@ def finalize(out: Path, table_dir: Path, grid: GRPOGrid) -> dict[str, Any]:
     bases = RunLog(out / "base.jsonl").records()
     if not recs:
         raise RuntimeError(f"no finished runs in {out / 'runs.jsonl'}; run the grid first")
-    table_dir.mkdir(parents=True, exist_ok=True)
     cols = ["size", "n_params", "lr", "kl_coef", "group_size", "temperature", "seed", "accuracy",
             "base_accuracy", "greedy_accuracy", "base_greedy_accuracy", "train_cpu_s", "reward_first", "reward_last", "d_model", "n_layers"]
     rows = []
@@ -349,14 +356,8 @@ def finalize(out: Path, table_dir: Path, grid: GRPOGrid) -> dict[str, Any]:
         for c in ("train_cpu_s", "reward_first", "reward_last"):
             row[c] = round(row[c], 4)
         rows.append(row)
-    with open(table_dir / "table.csv", "w", newline="") as fh:
-        w = csv.DictWriter(fh, fieldnames=cols, lineterminator="\n")
-        w.writeheader()
-        w.writerows(rows)
     meta = _metadata(recs, bases, grid)
-    text = json.dumps(meta, indent=2) + "\n"
-    (table_dir / "metadata.json").write_text(text)
-    (out / "metadata.json").write_text(text)
+    write_table(out, table_dir, cols, rows, meta)
     return meta
 
 
@@ -365,13 +366,7 @@ def _noise(recs: list[dict[str, Any]]) -> dict[str, Any]:
     for r in recs:
         key = (r["size"], r["lr"], r["kl_coef"], r["group_size"], r["temperature"])
         by.setdefault(key, {})[r["seed"]] = r["accuracy"]
-    diffs = sorted(abs(v[0] - v[1]) for v in by.values() if 0 in v and 1 in v)
-    if not diffs:
-        return {"pairs": 0}
-    mean = sum(diffs) / len(diffs)
-    return {"pairs": len(diffs), "mean_abs_diff": mean, "median_abs_diff": diffs[len(diffs) // 2],
-            "max_abs_diff": diffs[-1], "seed_sd_estimate": mean * math.sqrt(math.pi) / 2,
-            "note": "seed_sd_estimate = mean|d|*sqrt(pi)/2: the per-run sd if the two seeds are iid normal"}
+    return seed_noise(by)
 
 
 def _metadata(recs: list[dict[str, Any]], bases: list[dict[str, Any]], grid: GRPOGrid) -> dict[str, Any]:

@@ -25,7 +25,6 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import csv
 import hashlib
 import json
 import math
@@ -37,7 +36,16 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _nano_common import RunLog, Timer, config_hash, limit_threads, run_grid, software_versions  # noqa: E402
+from _nano_common import (  # noqa: E402
+    RunLog,
+    Timer,
+    config_hash,
+    limit_threads,
+    run_grid,
+    seed_noise,
+    software_versions,
+    write_table,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 TASK_ID = "nanolm-pretrain-v1"
@@ -231,7 +239,6 @@ def finalize(out: Path, table_dir: Path, grid: PretrainGrid) -> dict[str, Any]:
     recs = RunLog(out / "runs.jsonl").records()
     if not recs:
         raise RuntimeError(f"no finished runs in {out / 'runs.jsonl'}; run the grid first")
-    table_dir.mkdir(parents=True, exist_ok=True)
     cols = ["size", "n_params", "n_tokens", "lr", "batch_size", "seed", "val_loss", "diverged",
             "train_cpu_s", "flops_6nd", "steps", "d_model", "n_layers"]
     rows = []
@@ -240,14 +247,8 @@ def finalize(out: Path, table_dir: Path, grid: PretrainGrid) -> dict[str, Any]:
         row["val_loss"] = UNIFORM_LOSS if r["diverged"] else round(r["val_loss"], 6)
         row["train_cpu_s"] = round(r["train_cpu_s"], 4)
         rows.append(row)
-    with open(table_dir / "table.csv", "w", newline="") as fh:
-        w = csv.DictWriter(fh, fieldnames=cols, lineterminator="\n")
-        w.writeheader()
-        w.writerows(rows)
     meta = _metadata(recs, out, grid)
-    text = json.dumps(meta, indent=2, sort_keys=False) + "\n"
-    (table_dir / "metadata.json").write_text(text)
-    (out / "metadata.json").write_text(text)
+    write_table(out, table_dir, cols, rows, meta)
     return meta
 
 
@@ -257,14 +258,7 @@ def _noise(recs: list[dict[str, Any]]) -> dict[str, Any]:
     for r in recs:
         if not r["diverged"]:
             by.setdefault((r["size"], r["n_tokens"], r["lr"], r["batch_size"]), {})[r["seed"]] = r["val_loss"]
-    diffs = [abs(v[0] - v[1]) for v in by.values() if 0 in v and 1 in v]
-    if not diffs:
-        return {"pairs": 0}
-    diffs.sort()
-    mean = sum(diffs) / len(diffs)
-    return {"pairs": len(diffs), "mean_abs_diff": mean, "median_abs_diff": diffs[len(diffs) // 2],
-            "max_abs_diff": diffs[-1], "seed_sd_estimate": mean * math.sqrt(math.pi) / 2,
-            "note": "seed_sd_estimate = mean|d|*sqrt(pi)/2: the per-run sd if the two seeds are iid normal"}
+    return seed_noise(by)
 
 
 def _metadata(recs: list[dict[str, Any]], out: Path, grid: PretrainGrid) -> dict[str, Any]:
