@@ -47,7 +47,6 @@ import numpy as np
 import torch
 import yaml
 
-from autollm_sampler.agent._features import encode
 from autollm_sampler.agent._llm import (
     LLMAgentSettings,
     TextLLMAgent,
@@ -55,7 +54,7 @@ from autollm_sampler.agent._llm import (
     chat_text,
     write_llm_checkpoint,
 )
-from autollm_sampler.agent._text import PromptSettings, parse_action, render_answer, render_prompt
+from autollm_sampler.agent._text import PromptSettings, render_answer, render_prompt
 from autollm_sampler.exceptions import ConfigError
 from autollm_sampler.gym import Observation
 from training.config import PipelineConfig, _build, parse_stages
@@ -402,7 +401,6 @@ class TextRLPolicy:
         self._params = [p for n, p in model.named_parameters() if p.requires_grad and ".default." in n]
         if not self._params:
             raise ValueError("the model has no trainable 'default' adapter")
-        self.skipped = 0
 
     def parameters(self) -> Any:
         return self._params
@@ -410,18 +408,11 @@ class TextRLPolicy:
     @torch.no_grad()
     def sample(self, obs: Observation, rng: np.random.Generator, temperature: float) -> tuple[dict[str, Any], _TextRecord]:
         space = obs.space
-        enc = encode(obs.history, space, obs.target.fidelity, np.zeros((0, space.width)))
-        hint = space.from_unit(enc.extrap)
-        untried = obs.untried()
-        cands = [obs.candidates[i] for i in untried]
-        ids = self.agent.fit_prompt(obs.history, space, obs.target.fidelity, [], hint)
-        if ids is None:  # too long for the model: act on the hint, and leave this step out of the loss
-            self.skipped += 1
+        cands = [obs.candidates[i] for i in obs.untried()]
+        hint, ids = self.agent.read(obs.history, space, obs.target.fidelity)
+        if ids is None:  # too long for the model (counted in stats.too_long): act on the hint, leave it out of the loss
             return dict(_CandidateIndex(space, cands).nearest(hint, set())), _TextRecord([], [], skip=True)
-        ans = self.agent.generate_ids(ids, n=1, temperature=temperature, max_new_tokens=self.agent.settings.answer_budget(space),
-                                      seed=int(rng.integers(1 << 31)))[0]
-        parsed = parse_action(self.agent.decode(ans), space, fallback=hint)
-        self.agent.stats.add(parsed.level)
+        ans, _, parsed = self.agent.answer(ids, space, hint, n=1, temperature=temperature, seed=int(rng.integers(1 << 31)))[0]
         action = _CandidateIndex(space, cands).nearest(parsed.params, set())
         return dict(action), _TextRecord(ids, ans or [self.tokenizer.eos_token_id])
 

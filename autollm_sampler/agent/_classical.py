@@ -16,25 +16,25 @@ from autollm_sampler.history import History, fidelity_key
 from autollm_sampler.space import SearchSpace
 from autollm_sampler.strategies import nearest_cell, random_proposals, transfer_proposals
 
-__all__ = ["ClassicalAgent", "tried_keys"]
+__all__ = ["ClassicalAgent", "config_key_or_none", "tried_keys"]
 
 
-def tried_keys(history: History, space: SearchSpace, target: Mapping[str, float], pending: Sequence[Mapping[str, Any]]) -> set[tuple[Any, ...]]:
-    """Config keys already run (or running) at the target fidelity."""
-    keys: set[tuple[Any, ...]] = set()
+def config_key_or_none(space: SearchSpace, params: Mapping[str, Any]) -> tuple[Any, ...] | None:
+    """``space.config_key(params)``, or ``None`` when ``params`` is not a configuration of ``space``."""
+    try:
+        return space.config_key(params)
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
+def tried_keys(history: History, space: SearchSpace, target: Mapping[str, float], pending: Sequence[Mapping[str, Any]],
+               *, complete_only: bool = False) -> set[tuple[Any, ...]]:
+    """Config keys already run (or running, unless ``complete_only``) at the target fidelity, plus ``pending``."""
     tkey = fidelity_key(target)
-    for t in history.trials:
-        if fidelity_key(t.fidelity) == tkey or not t.fidelity:
-            try:
-                keys.add(space.config_key(t.params))
-            except (KeyError, TypeError, ValueError):
-                continue
-    for p in pending:
-        try:
-            keys.add(space.config_key(p))
-        except (KeyError, TypeError, ValueError):
-            continue
-    return keys
+    configs = [t.params for t in history.trials
+               if (fidelity_key(t.fidelity) == tkey or not t.fidelity) and (t.state == "complete" or not complete_only)]
+    keys = (config_key_or_none(space, c) for c in [*configs, *pending])
+    return {k for k in keys if k is not None}
 
 
 class ClassicalAgent(Agent):

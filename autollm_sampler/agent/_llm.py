@@ -32,7 +32,7 @@ import numpy as np
 import torch
 
 from autollm_sampler.agent._base import Agent, Proposal
-from autollm_sampler.agent._classical import ClassicalAgent, tried_keys
+from autollm_sampler.agent._classical import ClassicalAgent, config_key_or_none, tried_keys
 from autollm_sampler.agent._features import encode
 from autollm_sampler.agent._text import (
     SYSTEM_PROMPT,
@@ -44,7 +44,7 @@ from autollm_sampler.agent._text import (
     render_prompt,
 )
 from autollm_sampler.exceptions import CheckpointError
-from autollm_sampler.history import History, fidelity_key
+from autollm_sampler.history import History
 from autollm_sampler.space import SearchSpace
 
 __all__ = ["LLMAgentSettings", "TextLLMAgent", "LLM_AGENT_FILE", "is_llm_checkpoint", "chat_text", "write_llm_checkpoint"]
@@ -310,6 +310,29 @@ class TextLLMAgent(Agent):
         logger.warning("the prompt needs %d tokens, more than the %d the model leaves for it", len(ids), budget)
         return None
 
+    def read(self, history: History, space: SearchSpace, target: Mapping[str, float],
+             pending: Sequence[Mapping[str, Any]] = ()) -> tuple[dict[str, Any], list[int] | None]:
+        """The hint (the serializer's extrapolated optimum, also the parser's fallback) and the prompt ids.
+
+        The ids are ``None``, and ``stats.too_long`` counts it, when the prompt cannot fit the model.
+        """
+        hint = space.from_unit(encode(history, space, target, np.zeros((0, space.width))).extrap)
+        ids = self.fit_prompt(history, space, target, pending, hint)
+        if ids is None:
+            self.stats.too_long += 1
+        return hint, ids
+
+    def answer(self, ids: list[int], space: SearchSpace, hint: Mapping[str, Any], *, n: int, temperature: float,
+               seed: int) -> list[tuple[list[int], str, ParsedAction]]:
+        """Generate answers to a prompt and parse them (each counted in ``stats``): token ids, text, parsed action."""
+        out = []
+        for a in self.generate_ids(ids, n=n, temperature=temperature, max_new_tokens=self.settings.answer_budget(space), seed=seed):
+            text = self.decode(a)
+            parsed = parse_action(text, space, fallback=hint)
+            self.stats.add(parsed.level)
+            out.append((a, text, parsed))
+        return out
+
     # ------------------------------------------------------------------ proposing
     def _propose(
         self,
@@ -321,38 +344,23 @@ class TextLLMAgent(Agent):
         candidates: Sequence[Mapping[str, Any]] | None,
         pending: list[Mapping[str, Any]],
     ) -> list[Proposal]:
-        enc = encode(history, space, target, np.zeros((0, space.width)))
-        hint = space.from_unit(enc.extrap)
-        exclude = tried_keys(history, space, target, pending)
         # pending configurations that are already target runs in the history are shown once, as runs
-        tkey = fidelity_key(target)
-        ran = tried_keys(History(trials=[t for t in history.trials if t.state == "complete"
-                                          and (not t.fidelity or fidelity_key(t.fidelity) == tkey)]), space, target, [])
-        fresh = [p for p in pending if p and tried_keys(History(), space, target, [p]).isdisjoint(ran)]
-        ids = self.fit_prompt(history, space, target, fresh, hint)
+        ran = tried_keys(history, space, target, [], complete_only=True)
+        hint, ids = self.read(history, space, target, [p for p in pending if p and config_key_or_none(space, p) not in ran])
         if ids is None:
-            self.stats.too_long += 1
             logger.warning("the text-LLM agent cannot read this history; using the classical strategy")
             return self._fallback._propose(history, space, target, n, rng, candidates, pending)
         cand = _CandidateIndex(space, candidates) if candidates else None
         out: list[Proposal] = []
-        taken = set(exclude)
-        budget = self.settings.answer_budget(space)
+        taken = tried_keys(history, space, target, pending)
         tries = 0
         while len(out) < n and tries < 3:
             tries += 1
-            want = n - len(out)
             greedy = self.settings.temperature == 0 and tries == 1
             temp = 0.0 if greedy else max(self.settings.temperature, 0.7)
-            answers = self.generate_ids(ids, n=1 if greedy else want, temperature=temp, max_new_tokens=budget,
-                                        seed=int(rng.integers(1 << 31)))
-            for a in answers:
-                text = self.decode(a)
-                parsed = parse_action(text, space, fallback=hint)
-                self.stats.add(parsed.level)
-                params = parsed.params
-                if cand is not None:
-                    params = cand.nearest(params, taken)
+            for _, text, parsed in self.answer(ids, space, hint, n=1 if greedy else n - len(out), temperature=temp,
+                                               seed=int(rng.integers(1 << 31))):
+                params = cand.nearest(parsed.params, taken) if cand is not None else parsed.params
                 key = space.config_key(params)
                 if key in taken or len(out) >= n:
                     continue
