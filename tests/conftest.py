@@ -12,6 +12,9 @@ DEFAULT_RAW = ROOT.parent / "shared" / "gym_data" / "raw"
 os.environ.setdefault("AUTOLLM_GYM_RAW", str(DEFAULT_RAW))
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("RAY_DEDUP_LOGS", "0")
+# strict agents: an internal error raises instead of becoming a quieter classical fallback; tests of the
+# fallback path itself set ``agent.strict = False``
+os.environ["AUTOLLM_STRICT"] = "1"
 
 
 @pytest.fixture(scope="session")

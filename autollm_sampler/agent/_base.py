@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import os
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -12,9 +14,18 @@ import numpy as np
 from autollm_sampler.history import History
 from autollm_sampler.space import SearchSpace
 
-__all__ = ["Proposal", "Agent"]
+__all__ = ["Proposal", "Agent", "STRICT_ENV", "strict_default"]
 
 logger = logging.getLogger(__name__)
+
+#: Environment variable that turns strict mode on for every agent that has not set ``strict`` itself
+#: (``1``/``true``/``yes``); the test suite and the benchmark run with it on.
+STRICT_ENV = "AUTOLLM_STRICT"
+
+
+def strict_default() -> bool:
+    """Whether agents are strict when they have not been told (the :data:`STRICT_ENV` variable)."""
+    return os.environ.get(STRICT_ENV, "").strip().lower() in ("1", "true", "yes", "on")
 
 
 @dataclass
@@ -26,7 +37,9 @@ class Proposal:
         predicted_value: the predicted outcome at the target fidelity (in the objective's own units).
         predicted_std: the uncertainty of that prediction (one standard deviation).
         rationale: a short plain-words reason that cites the evidence.
-        source: ``"model"`` when the trained policy produced it, ``"fallback"`` for a classical strategy.
+        source: ``"model"`` when the trained policy produced it, ``"classical"`` when the classical agent was
+            asked for, ``"fallback"`` when a model agent handed over to the classical strategy (the reason is
+            in ``extras["fallback"]``).
     """
 
     params: dict[str, Any]
@@ -49,11 +62,32 @@ class Proposal:
 class Agent:
     """Base class of every agent backend.
 
-    Subclasses implement :meth:`_propose`. :meth:`propose` wraps it with input checks that never raise on
-    valid input: on any internal failure it logs why and falls back to the classical strategy.
+    Subclasses implement :meth:`_propose`. :meth:`propose` wraps it: on an internal failure it logs why and
+    falls back to the classical strategy, unless the agent is :attr:`strict`, in which case the error is
+    raised. Every fallback (internal error, input outside the training distribution, unreadable model
+    output) is logged at WARNING, labelled ``source="fallback"`` with its reason in ``extras["fallback"]``,
+    and counted in :attr:`fallback_counts`.
     """
 
     name = "agent"
+    _strict: bool | None = None
+    _fallback_counts: Counter[str] | None = None
+
+    @property
+    def strict(self) -> bool:
+        """Raise internal errors instead of falling back (default: the ``AUTOLLM_STRICT`` variable)."""
+        return strict_default() if self._strict is None else self._strict
+
+    @strict.setter
+    def strict(self, value: bool) -> None:
+        self._strict = bool(value)
+
+    @property
+    def fallback_counts(self) -> Counter[str]:
+        """How many proposals fell back to the classical strategy, by kind (``error``, ``ood``, ...)."""
+        if self._fallback_counts is None:
+            self._fallback_counts = Counter()
+        return self._fallback_counts
 
     def propose(
         self,
@@ -76,17 +110,43 @@ class Agent:
             seed: makes the proposals reproducible.
             candidates: optional finite list of allowed configurations (e.g. a benchmark grid).
             pending: configurations already running; they count as tried.
+
+        Raises:
+            Exception: in strict mode, whatever the backend raised.
         """
         if n < 1:
             raise ValueError(f"n must be >= 1, got {n!r}")
         rng = np.random.default_rng(seed)
         try:
             return self._propose(history, space, dict(target), n, rng, candidates, list(pending))
-        except Exception as exc:  # the agent must never fail a study on valid input
-            logger.warning("agent %s failed (%s: %s); falling back to the classical strategy", self.name, type(exc).__name__, exc)
-            from autollm_sampler.agent._classical import ClassicalAgent
+        except Exception as exc:  # the agent must never fail a study on valid input, unless strict
+            if self.strict:
+                raise
+            reason = f"{type(exc).__name__}: {str(exc)[:300]}"
+            return self.fall_back("error", reason, history, space, dict(target), n, rng, candidates, list(pending))
 
-            return ClassicalAgent()._propose(history, space, dict(target), n, rng, candidates, list(pending))
+    def fall_back(
+        self,
+        kind: str,
+        reason: str,
+        history: History,
+        space: SearchSpace,
+        target: dict[str, float],
+        n: int,
+        rng: np.random.Generator,
+        candidates: Sequence[Mapping[str, Any]] | None,
+        pending: list[Mapping[str, Any]],
+    ) -> list[Proposal]:
+        """Hand ``n`` proposals over to the classical strategy: logged, counted and labelled."""
+        from autollm_sampler.agent._classical import ClassicalAgent
+
+        self.fallback_counts[kind] += n
+        logger.warning("agent %s falls back to the classical strategy for %d proposal(s) (%s): %s", self.name, n, kind, reason)
+        out = ClassicalAgent()._propose(history, space, target, n, rng, candidates, pending)
+        for p in out:
+            p.source = "fallback"
+            p.extras["fallback"] = f"{kind}: {reason}"
+        return out
 
     def _propose(
         self,

@@ -62,7 +62,7 @@ class ClassicalAgent(Agent):
     ) -> list[Proposal]:
         exclude = tried_keys(history, space, target, pending)
         if space.width == 0:
-            return [Proposal({}, float("nan"), float("nan"), "The search space is empty; nothing to choose.", "fallback") for _ in range(n)]
+            return [Proposal({}, float("nan"), float("nan"), "The search space is empty; nothing to choose.", "classical") for _ in range(n)]
         src = nearest_cell(history, target)
         configs = transfer_proposals(history, space, target, n, rng, candidates=candidates, exclude=exclude)
         vals = np.array([float(t.value) for t in src]) if src else np.array([])  # type: ignore[arg-type]
@@ -75,13 +75,13 @@ class ClassicalAgent(Agent):
                     f"Transferred from the nearest cheaper cell ({_fmt_fid(src[0].fidelity)}, {len(src)} runs), "
                     f"whose best outcome was {best:.4g}; rank {i + 1} of its configurations carried to the target."
                 )
-                out.append(Proposal(c, best, spread, why, "fallback"))
+                out.append(Proposal(c, best, spread, why, "classical"))
             else:
                 why = "No low-fidelity evidence to transfer from; sampled at random among untried configurations."
-                out.append(Proposal(c, float("nan"), float("nan"), why, "fallback"))
+                out.append(Proposal(c, float("nan"), float("nan"), why, "classical"))
         if len(out) < n:
             extra = random_proposals(space, n - len(out), rng, candidates=candidates, exclude=exclude)
-            out += [Proposal(c, float("nan"), float("nan"), "Random fill.", "fallback") for c in extra]
+            out += [Proposal(c, float("nan"), float("nan"), "Random fill.", "classical") for c in extra]
         return out
 
 

@@ -32,7 +32,7 @@ import numpy as np
 import torch
 
 from autollm_sampler.agent._base import Agent, Proposal
-from autollm_sampler.agent._classical import ClassicalAgent, config_key_or_none, tried_keys
+from autollm_sampler.agent._classical import config_key_or_none, tried_keys
 from autollm_sampler.agent._features import encode
 from autollm_sampler.agent._text import (
     SYSTEM_PROMPT,
@@ -165,7 +165,6 @@ class TextLLMAgent(Agent):
         self.meta = dict(meta or {})
         self.base_path = base_path
         self.stats = RepairStats()
-        self._fallback = ClassicalAgent()
         if getattr(tokenizer, "pad_token_id", None) is None:
             tokenizer.pad_token = tokenizer.eos_token
 
@@ -348,8 +347,8 @@ class TextLLMAgent(Agent):
         ran = tried_keys(history, space, target, [], complete_only=True)
         hint, ids = self.read(history, space, target, [p for p in pending if p and config_key_or_none(space, p) not in ran])
         if ids is None:
-            logger.warning("the text-LLM agent cannot read this history; using the classical strategy")
-            return self._fallback._propose(history, space, target, n, rng, candidates, pending)
+            return self.fall_back("unreadable", "the text-LLM agent cannot read this history (prompt too long)",
+                                  history, space, target, n, rng, candidates, pending)
         cand = _CandidateIndex(space, candidates) if candidates else None
         out: list[Proposal] = []
         taken = tried_keys(history, space, target, pending)
@@ -367,7 +366,8 @@ class TextLLMAgent(Agent):
                 taken.add(key)
                 out.append(self._proposal(params, parsed, text))
         if len(out) < n:
-            rest = self._fallback._propose(history, space, target, n - len(out), rng, candidates, [*pending, *(p.params for p in out)])
+            rest = self.fall_back("fill", f"the model gave {len(out)} distinct proposal(s) of {n}", history, space, target,
+                                  n - len(out), rng, candidates, [*pending, *(p.params for p in out)])
             out.extend(rest)
         return out
 

@@ -40,7 +40,7 @@ import torch
 from torch import nn
 
 from autollm_sampler.agent._base import Agent, Proposal
-from autollm_sampler.agent._classical import ClassicalAgent, tried_keys
+from autollm_sampler.agent._classical import tried_keys
 from autollm_sampler.agent._features import D_MAX, F_AX, N_CH, N_SCAL, Encoded, encode, with_queries
 from autollm_sampler.exceptions import CheckpointError
 from autollm_sampler.history import History
@@ -205,7 +205,6 @@ class TransformerAgent(Agent):
         self.cfg = net.cfg
         self.meta = dict(meta or {})
         self.temperature = temperature
-        self._fallback = ClassicalAgent()
 
     # ------------------------------------------------------------------ construction / persistence
     @classmethod
@@ -330,8 +329,8 @@ class TransformerAgent(Agent):
     ) -> list[Proposal]:
         report = self.check_input(history, space, target)
         if not report.ok:
-            logger.warning("input outside the agent's training distribution (%s); using the classical strategy", "; ".join(report.reasons))
-            return self._fallback._propose(history, space, target, n, rng, candidates, pending)
+            reason = "input outside the training distribution: " + "; ".join(report.reasons)
+            return self.fall_back("ood", reason, history, space, target, n, rng, candidates, pending)
         exclude = tried_keys(history, space, target, pending)
         base = encode(history, space, target, np.zeros((0, space.width)))
         if candidates is not None and len(candidates) > 0:

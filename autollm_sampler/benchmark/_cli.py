@@ -75,7 +75,13 @@ def _command(args: argparse.Namespace) -> str:
 def _run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from autollm_sampler.benchmark._report import headline_text, machine_description, write_report
+    from autollm_sampler.benchmark._report import (
+        episode_metrics,
+        fallback_lines,
+        headline_text,
+        machine_description,
+        write_report,
+    )
     from autollm_sampler.benchmark._runner import QUICK_SEEDS, BenchConfig, plan_episodes, run_benchmark
     from autollm_sampler.benchmark.latency import run_latency_cli
 
@@ -117,6 +123,10 @@ def _run(args: argparse.Namespace) -> int:
         print(n)
     print()
     print(headline_text(summ))
+    print()
+    print("fallbacks (agents run strict):")
+    for line in fallback_lines([episode_metrics(r) for r in records]):
+        print(f"  {line}")
     print()
     print(f"wrote {cfg.out / 'RESULTS.md'} ({len(records)} episodes, {elapsed / 60:.1f} min)")
     if not args.quick and not args.skip_latency and not args.methods and not args.families:

@@ -116,10 +116,13 @@ class BenchPolicy(Policy):
     def __init__(self, *, seed: int | None = None) -> None:
         super().__init__(seed=seed)
         self._seed = seed
+        #: proposals of this episode that an agent handed over to its classical fallback
+        self.fallbacks = 0
 
     def reset(self, obs: Observation, *, seed: int | None = None) -> None:
         super().reset(obs, seed=seed)
         self._seed = seed
+        self.fallbacks = 0
 
     def wants_stop(self, obs: Observation) -> bool:
         """Setting B: end the episode now. Default: when a target run can no longer be afforded."""
@@ -243,11 +246,18 @@ _AGENTS: dict[str, Any] = {}
 
 
 def load_agent_cached(name_or_path: str) -> Any:
-    """``autollm_sampler.agent.load_agent`` once per process (checkpoints are read-only)."""
+    """``autollm_sampler.agent.load_agent`` once per process (checkpoints are read-only), in strict mode.
+
+    The benchmark runs strict: an internal error of an agent fails the episode (reported as such) instead of
+    becoming a quieter classical fallback; the fallbacks that remain by design (inputs outside the model's
+    training distribution) are counted per episode and printed per method.
+    """
     if name_or_path not in _AGENTS:
         from autollm_sampler.agent import load_agent
 
-        _AGENTS[name_or_path] = load_agent(name_or_path)
+        agent = load_agent(name_or_path)
+        agent.strict = True
+        _AGENTS[name_or_path] = agent
     return _AGENTS[name_or_path]
 
 
@@ -286,6 +296,7 @@ class AgentPolicy(_CellProposer):
         pending = [cands[i] for i in sorted(_tried_rows(obs, cell))]
         props = self.agent.propose(hist, obs.spaces[cell], cell_info(obs, cell).fidelity, n=1,
                                    seed=self._step_seed(obs), candidates=cands, pending=pending)
+        self.fallbacks += sum(p.source == "fallback" for p in props)
         return dict(props[0].params)
 
     def recommend(self, obs: Observation) -> dict[str, Any]:

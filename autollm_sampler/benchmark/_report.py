@@ -86,6 +86,8 @@ def episode_metrics(rec: Mapping[str, Any]) -> dict[str, Any]:
     out["invalid_rate"] = (sum(bool(s["invalid"]) for s in steps) / n) if n else math.nan
     out["repeats"] = sum(bool(s.get("repeat")) for s in steps)
     out["cost_spent"] = sum(float(s["cost"]) for s in steps) / tc
+    fb = rec.get("fallbacks")  # absent in records cached before fallbacks were counted
+    out["fallbacks"] = int(fb) if fb is not None else math.nan
 
     def score(v: float) -> tuple[float, float]:
         return relative_gap(v, optimum=opt, direction=d), normalised_regret(v, optimum=opt, p90=p90, direction=d)
@@ -117,6 +119,31 @@ def episode_metrics(rec: Mapping[str, Any]) -> dict[str, Any]:
     for thr in COST_THRESHOLDS_PCT:
         out[f"cost_to_{thr:g}pct"] = cost_to_target(gaps, costs, thr)
     return out
+
+
+def fallback_lines(rows: Sequence[Mapping[str, Any]]) -> list[str]:
+    """Per method: proposals an agent handed to its classical fallback, out of all its proposals.
+
+    Only methods with at least one counted episode are listed (non-agent methods count 0 by construction).
+    Episodes cached before the count was recorded are reported as not counted.
+    """
+    per: dict[str, list[int]] = {}
+    for r in rows:
+        c = per.setdefault(str(r["method"]), [0, 0, 0])  # fallbacks, steps, uncounted episodes
+        fb = r.get("fallbacks", math.nan)
+        if isinstance(fb, float) and math.isnan(fb):
+            c[2] += 1
+        else:
+            c[0] += int(fb)
+            c[1] += int(r["n_steps"])
+    lines = []
+    for m in _method_order(per):
+        fb, steps, unc = per[m]
+        text = f"{m}: {fb} of {steps} proposals fell back" if steps else f"{m}: not counted"
+        if unc and steps:
+            text += f" ({unc} cached episode(s) not counted)"
+        lines.append(text)
+    return lines
 
 
 # --------------------------------------------------------------------------------------------- aggregation
@@ -538,6 +565,12 @@ def render_results(
     ]
     out += ["## Headline: the agent against the best baseline (Setting A, full history)", "",
             headline_text(summ), ""]
+    out += ["## Fallbacks", "",
+            "Agents run strict (an internal error fails the episode, listed below); proposals an agent still "
+            "hands to its classical strategy by design (input outside the model's training distribution, an "
+            "unreadable text-LLM prompt) are counted here.", ""]
+    out += [f"- {line}" for line in fallback_lines(rows)]
+    out.append("")
     skipped = list(skipped)
     if skipped or errors:
         out += ["## Skipped methods and failures", ""]

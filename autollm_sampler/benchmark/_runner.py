@@ -282,7 +282,7 @@ def run_episode(spec: EpisodeSpec, policy: BenchPolicy | None = None) -> dict[st
     return {
         "v": RECORD_VERSION, "key": spec.key, **{k: v for k, v in asdict(spec).items() if k != "history_cells"},
         "direction": task.direction, "optimum": target.optimum, "p90": target.p90, "target_cost": target.cost,
-        "n_rows": len(target), "steps": steps, "rec0": rec0, "final": final,
+        "n_rows": len(target), "steps": steps, "rec0": rec0, "final": final, "fallbacks": int(policy.fallbacks),
         "wall_s": round(time.perf_counter() - t0, 4),
     }
 

@@ -125,7 +125,7 @@ def test_load_agent_classical() -> None:
     assert isinstance(agent, ClassicalAgent)
     h = _history()
     props = agent.propose(h, SPACE, TARGET, n=2, seed=0)
-    assert len(props) == 2 and all(p.source == "fallback" for p in props)
+    assert len(props) == 2 and all(p.source == "classical" for p in props)
     for p in props:
         SPACE.validate_params(p.params)
 

@@ -127,3 +127,24 @@ def test_episode_record_is_self_contained() -> None:
     cell = task.cell(exp.target)
     assert rec["optimum"] == cell.optimum and rec["p90"] == cell.p90 and rec["direction"] == "minimize"
     assert all("rec" in s for s in rec["steps"])
+
+
+def test_fallbacks_are_counted_per_episode_and_reported() -> None:
+    from autollm_sampler.agent._model import AgentModelConfig, TransformerAgent
+    from autollm_sampler.benchmark._policies import AgentPolicy
+    from autollm_sampler.benchmark._report import episode_metrics, fallback_lines
+
+    task = gym.make("steplaw-moe-v1")
+    exp = gym.experiments(task, "test")[0]
+    spec = EpisodeSpec("A", "full", task.id, "steplaw-moe", exp.target, exp.history_cells, "agent", 0, 3)
+    # a model too narrow for the 2-coordinate space: every proposal falls back by design (counted)
+    narrow = TransformerAgent.from_config(AgentModelConfig(hidden_size=16, num_layers=1, num_heads=2,
+                                                           intermediate_size=16, max_params=1))
+    fell = run_episode(spec, AgentPolicy(agent=narrow, name="agent"))
+    assert fell["fallbacks"] == len(fell["steps"]) == 3
+    wide = TransformerAgent.from_config(AgentModelConfig(hidden_size=16, num_layers=1, num_heads=2,
+                                                         intermediate_size=16))
+    ok = run_episode(spec, AgentPolicy(agent=wide, name="agent"))
+    assert ok["fallbacks"] == 0
+    rows = [episode_metrics(fell), episode_metrics(ok), episode_metrics({**ok, "method": "old"} | {"fallbacks": None})]
+    assert fallback_lines(rows) == ["agent: 3 of 6 proposals fell back", "old: not counted"]
