@@ -5,7 +5,17 @@ PY ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-v1
-export AUTOLLM_GYM_RAW ?= $(abspath ../shared/gym_data/raw)
+# The raw tables: ../shared/gym_data/raw when it exists (this repository's layout); otherwise nothing is set
+# and the gym reads the cache that `autollm-sampler gym fetch` fills.
+SHARED_RAW := $(abspath ../shared/gym_data/raw)
+ifneq ($(wildcard $(SHARED_RAW)),)
+export AUTOLLM_GYM_RAW ?= $(SHARED_RAW)
+endif
+# torch: on a machine that reaches the PyTorch CPU wheel index, take the CPU build from there (a plain
+# `torch` from PyPI is a multi-GB CUDA build on Linux); elsewhere (e.g. our CI, where a CPU file is on disk)
+# `pip install torch==2.13.0` as is. GPU users: install the torch build for their CUDA first, then `make`.
+TORCH_INDEX_URL ?= https://download.pytorch.org/whl/cpu
+TORCH_INDEX = $(shell curl -fsS -m 5 -o /dev/null $(TORCH_INDEX_URL)/torch/ 2>/dev/null && echo "--index-url $(TORCH_INDEX_URL) --extra-index-url https://pypi.org/simple")
 
 .PHONY: demo test lint typecheck pytest bench bench-quick train train-tiny train-llm bench-llm install clean
 
@@ -14,7 +24,7 @@ $(BIN)/python:
 
 $(STAMP): $(BIN)/python pyproject.toml
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q torch==2.13.0
+	$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/pip install -q torch==2.13.0 $(TORCH_INDEX)
 	$(BIN)/pip install -q -e ".[agent,llm,ray,bench,test]"
 	touch $(STAMP)
 
