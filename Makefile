@@ -17,7 +17,7 @@ endif
 TORCH_INDEX_URL ?= https://download.pytorch.org/whl/cpu
 TORCH_INDEX = $(shell curl -fsS -m 5 -o /dev/null $(TORCH_INDEX_URL)/torch/ 2>/dev/null && echo "--index-url $(TORCH_INDEX_URL) --extra-index-url https://pypi.org/simple")
 
-.PHONY: demo test lint typecheck pytest bench bench-quick train train-tiny train-llm bench-llm install clean
+.PHONY: demo test lint typecheck pytest bench bench-quick bench-user train train-tiny train-llm bench-llm install clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -46,6 +46,10 @@ test: lint typecheck pytest
 
 bench: $(STAMP)
 	$(BIN)/autollm-sampler bench --out docs/benchmarks
+
+# the user-objective suite (held-out synthetic objectives, continuous and mixed spaces, failures)
+bench-user: $(STAMP)
+	$(BIN)/python -m autollm_sampler.benchmark.userobj --seeds 20 --out docs/benchmarks/user-objectives
 
 bench-quick: $(STAMP)
 	$(BIN)/autollm-sampler bench --quick --out runs/bench-quick
