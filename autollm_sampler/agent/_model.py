@@ -39,11 +39,12 @@ import numpy as np
 import torch
 from torch import nn
 
+from autollm_sampler.agent._adapt import correct, evidence, select
 from autollm_sampler.agent._base import Agent, Proposal
-from autollm_sampler.agent._classical import tried_keys
+from autollm_sampler.agent._classical import config_key_or_none, tried_keys
 from autollm_sampler.agent._features import D_MAX, F_AX, N_CH, N_SCAL, Encoded, encode, with_queries
 from autollm_sampler.exceptions import CheckpointError
-from autollm_sampler.history import History
+from autollm_sampler.history import History, fidelity_key
 from autollm_sampler.space import ROLES, SearchSpace
 
 __all__ = ["AgentModelConfig", "PolicyNet", "TransformerAgent", "collate", "pad_batch", "OODReport"]
@@ -200,11 +201,14 @@ class TransformerAgent(Agent):
 
     name = "transformer"
 
-    def __init__(self, net: PolicyNet, *, meta: Mapping[str, Any] | None = None, temperature: float = 0.0) -> None:
+    def __init__(self, net: PolicyNet, *, meta: Mapping[str, Any] | None = None, temperature: float = 0.0,
+                 adapt: bool = True) -> None:
         self.net = net.eval()
         self.cfg = net.cfg
         self.meta = dict(meta or {})
         self.temperature = temperature
+        #: correct predictions with the target runs, avoid failed regions and spread batches (agent/_adapt.py)
+        self.adapt = adapt
 
     # ------------------------------------------------------------------ construction / persistence
     @classmethod
@@ -342,7 +346,10 @@ class TransformerAgent(Agent):
         if not untried:  # everything tried: allow repeats rather than fail
             untried = list(range(len(configs)))
         enc, score, value, std = self.score(history, space, target, units[untried], base=base)
-        order = self._select(score, n, rng)
+        if self.adapt and self.temperature == 0:
+            value, std, order = self._adapt(history, space, target, base, units[untried], score, value, std, pending, n)
+        else:
+            order = self._select(score, n, rng)
         out = []
         for j in order:
             i = untried[j]
@@ -354,6 +361,38 @@ class TransformerAgent(Agent):
                 source="model",
             ))
         return out
+
+    def _adapt(
+        self, history: History, space: SearchSpace, target: Mapping[str, float], base: Encoded, units: np.ndarray,
+        score: np.ndarray, value: np.ndarray, std: np.ndarray, pending: Sequence[Mapping[str, Any]], n: int,
+    ) -> tuple[np.ndarray, np.ndarray, list[int]]:
+        """Correct the predictions with the target runs, avoid failures, spread batches (``agent/_adapt.py``)."""
+        tkey = fidelity_key(target)
+        done_u, done_y, failed_u, ran = [], [], [], set()
+        for t in history.trials:
+            if fidelity_key(t.fidelity) != tkey or t.state not in ("complete", "failed"):
+                continue
+            key = config_key_or_none(space, t.params)
+            if key is None:
+                continue
+            ran.add(key)
+            if t.state == "complete" and t.value is not None:
+                done_u.append(space.to_unit(t.params))
+                done_y.append(float(t.value))
+            else:
+                failed_u.append(space.to_unit(t.params))
+        pend = [space.to_unit(p) for p in pending if (k := config_key_or_none(space, p)) is not None and k not in ran]
+        pending_units = np.stack(pend) if pend else np.zeros((0, space.width))
+        if not done_u and not failed_u and not pend and n == 1:
+            return value, std, self._select(score, n, np.random.default_rng(0))
+        sign = space.sign
+        W = space.width
+        du = np.stack(done_u) if done_u else np.zeros((0, W))
+        mu_runs = self.score(history, space, target, du, base=base)[2] if len(du) else np.zeros(0)
+        ev = evidence(du, sign * np.asarray(done_y, float), sign * mu_runs, failed_u)
+        mu_c, sd_c = correct(sign * value, std, units, ev)
+        order = select(score, mu_c, sd_c, units, ev, pending_units, n)
+        return sign * mu_c, sd_c, order
 
     def _candidate_table(
         self, space: SearchSpace, candidates: Sequence[Mapping[str, Any]]

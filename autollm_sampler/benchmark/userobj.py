@@ -21,6 +21,11 @@ noise-free objective at every fidelity, and a target fidelity above every cheap 
 ``mixture``
     a 5-component data mixture (simplex) plus a log learning rate; the ideal weights drift with size.
 
+Methods: ``agent`` (the shipped checkpoint), ``agent-noadapt`` (the same without the in-context adaptation of
+``agent/_adapt.py``), ``classical`` (the classical agent: transfer, then random), ``random``, and Optuna's
+TPE, GP and CMA-ES samplers warm-started with the cheap runs (TPE and GP: the cheap runs added as finished
+trials; CMA-ES: as ``source_trials`` over the numeric parameters).
+
 The cheap history is a random search of 5-20 runs per cheap cell, with noise, divergence and failures as
 the objective gives them. A method proposes k = 1..10 target runs one after another and sees each noisy
 outcome (or failure). A proposal is scored by its true noise-free outcome (no snapping); the optimum is a
@@ -62,7 +67,7 @@ __all__ = ["FAMILIES", "METHODS", "UserTask", "make_task", "run_episode", "run_s
 logger = logging.getLogger(__name__)
 
 FAMILIES = ("adamw", "saturating", "nonmonotone", "mixture")
-METHODS = ("agent", "classical", "random", "tpe-warm", "gp-warm", "cmaes-warm")
+METHODS = ("agent", "agent-noadapt", "classical", "random", "tpe-warm", "gp-warm", "cmaes-warm")
 KS = (1, 2, 3, 5, 10)
 #: seeds of the suite's tasks start here, far from any training seed of ``training/synthetic.py``
 SEED_BASE = 90_000
@@ -452,12 +457,14 @@ _AGENTS: dict[str, Any] = {}
 
 
 def make_method(name: str) -> _Proposer:
-    if name in ("agent", "classical"):
+    if name in ("agent", "agent-noadapt", "classical"):
         if name not in _AGENTS:
             from autollm_sampler.agent import load_agent
 
-            agent = load_agent("default" if name == "agent" else "classical")
+            agent = load_agent("classical" if name == "classical" else "default")
             agent.strict = True
+            if name == "agent-noadapt":  # the ablation: the model's own predictions and choices
+                agent.adapt = False
             _AGENTS[name] = agent
         return _AgentProposer(_AGENTS[name], name)
     if name == "random":

@@ -1,0 +1,158 @@
+"""In-context adaptation on top of the model: what the target runs return changes predictions and proposals.
+
+The trained network reads every trial, but it was trained mostly on states before or shortly after the
+first target runs, so on its own its predictions barely move when target runs come back worse than
+predicted, and it keeps proposing next to a run that just failed. This module is the numpy safety net
+applied at proposal time (``TransformerAgent(adapt=True)``, the default; ``adapt=False`` is the ablation):
+
+* **Residual correction.** The model's predicted outcome at each completed target run is compared with the
+  observed outcome; a Gaussian process on those residuals (a constant shift plus a smooth correction over
+  the unit cube) corrects every candidate's predicted mean and rescales its uncertainty: far from the
+  target runs the model's own spread stays (but never below the observed residual scale), near them the
+  spread shrinks to the run-to-run noise. With no target run nothing changes.
+* **Failure avoidance.** Failed target runs (state ``failed``) and diverged ones (an outcome far above the
+  other target runs) mark a region: a candidate's chance of failing falls off with its distance to the
+  nearest such run.
+* **Acquisition.** Once target runs exist, the next configuration maximises the expected improvement over
+  the best target outcome under the corrected prediction, times the chance of not failing; the policy head
+  breaks ties. Before any target run the policy head's choice stands (the k = 1 proposal is the model's).
+* **Batches.** Pending configurations (running, not yet returned) and the proposals already picked in this
+  call push the next ones away (a local penalty), so ``n > 1`` and parallel workers spread out.
+
+Every constant is in :data:`ADAPT_SPEC`, saved with the checkpoint's feature spec.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+__all__ = ["ADAPT_SPEC", "TargetEvidence", "correct", "failure_prob", "select"]
+
+#: every constant of the adaptation, by name (recorded in the checkpoint's config.json feature spec)
+ADAPT_SPEC: dict[str, float] = {
+    "length_scale": 0.25,  # GP length scale, in unit-cube distance / sqrt(width)
+    "noise_frac": 0.3,  # run-to-run noise as a share of the residual scale
+    "residual_clip": 4.0,  # residuals beyond this many residual scales are clipped (diverged runs)
+    "diverged_iqr": 3.0,  # a complete target run this many IQRs above the median target run counts as diverged
+    "fail_radius": 0.08,  # failure influence radius, in unit-cube distance / sqrt(width)
+    "batch_radius": 0.05,  # pending / picked points push candidates within this radius away
+    "policy_weight": 0.05,  # weight of the policy's log-probability in the acquisition (tie-breaking)
+}
+
+
+@dataclass
+class TargetEvidence:
+    """The target runs as the adaptation reads them (objective units, minimisation sign applied)."""
+
+    units: np.ndarray  # [m, W] completed target runs
+    y: np.ndarray  # [m] their outcomes, times the space's sign (lower is better)
+    mu: np.ndarray  # [m] the model's prediction at each (same sign)
+    bad_units: np.ndarray  # [f, W] failed or diverged target runs
+
+    @property
+    def empty(self) -> bool:
+        return len(self.y) == 0 and len(self.bad_units) == 0
+
+
+def diverged_mask(y: np.ndarray) -> np.ndarray:
+    """Complete runs far above the others (loss walls such as 7.0 or 1e9) count as failures."""
+    if len(y) < 3:
+        return np.zeros(len(y), bool)
+    q1, med, q3 = np.quantile(y, [0.25, 0.5, 0.75])
+    iqr = max(q3 - q1, 1e-3 * max(abs(med), 1e-12))
+    return y > med + ADAPT_SPEC["diverged_iqr"] * iqr + 1e-12  # type: ignore[no-any-return]
+
+
+def _sqdist(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    w = max(a.shape[1], 1)
+    d = (a * a).sum(1)[:, None] + (b * b).sum(1)[None, :] - 2 * a @ b.T
+    return np.maximum(d, 0.0) / w  # type: ignore[no-any-return]
+
+
+def correct(mu: np.ndarray, sigma: np.ndarray, units: np.ndarray, ev: TargetEvidence) -> tuple[np.ndarray, np.ndarray]:
+    """Corrected mean and standard deviation of candidates (minimisation sign) given the target runs."""
+    if len(ev.y) == 0:
+        return mu, sigma
+    r = ev.y - ev.mu
+    base = float(np.median(sigma)) if len(sigma) else 1.0
+    scale = max(float(np.sqrt(np.mean(r**2))), base, 1e-9)
+    r = np.clip(r, -ADAPT_SPEC["residual_clip"] * scale, ADAPT_SPEC["residual_clip"] * scale)
+    m = len(r)
+    shift = float(r.sum() / (m + 1.0))  # the constant part, shrunk toward 0 with few runs
+    amp = max(float(np.var(r - shift)) if m > 1 else 0.0, (0.5 * scale) ** 2)
+    noise = (ADAPT_SPEC["noise_frac"] * scale) ** 2
+    ls2 = ADAPT_SPEC["length_scale"] ** 2
+    K = amp * np.exp(-_sqdist(ev.units, ev.units) / (2 * ls2)) + noise * np.eye(m)
+    Ks = amp * np.exp(-_sqdist(units, ev.units) / (2 * ls2))
+    L = np.linalg.cholesky(K + 1e-12 * np.eye(m))
+    alpha = np.linalg.solve(L.T, np.linalg.solve(L, r - shift))
+    v = np.linalg.solve(L, Ks.T)
+    post_var = np.maximum(amp - (v * v).sum(0), 0.0)
+    mu2 = mu + shift + Ks @ alpha
+    # far from the target runs: the model's spread, never below the residual scale; near them: the noise
+    sig_far = np.maximum(sigma, scale)
+    sig2 = np.sqrt(sig_far**2 * post_var / amp + noise)
+    return mu2, sig2
+
+
+def failure_prob(units: np.ndarray, ev: TargetEvidence) -> np.ndarray:
+    """Chance that a candidate fails, from its distance to the nearest failed or diverged target run."""
+    if len(ev.bad_units) == 0:
+        return np.zeros(len(units))
+    d2 = _sqdist(units, ev.bad_units).min(axis=1)
+    return np.exp(-d2 / (2 * ADAPT_SPEC["fail_radius"] ** 2))  # type: ignore[no-any-return]
+
+
+def _ei(mu: np.ndarray, sigma: np.ndarray, best: float) -> np.ndarray:
+    s = np.maximum(sigma, 1e-12)
+    z = (best - mu) / s
+    cdf = 0.5 * (1 + np.vectorize(math.erf)(z / math.sqrt(2)))
+    pdf = np.exp(-0.5 * z * z) / math.sqrt(2 * math.pi)
+    return s * (z * cdf + pdf)  # type: ignore[no-any-return]
+
+
+def select(score: np.ndarray, mu: np.ndarray, sigma: np.ndarray, units: np.ndarray, ev: TargetEvidence,
+           pending_units: np.ndarray, n: int) -> list[int]:
+    """Pick ``n`` candidates: EI x (1 - failure chance) once target runs exist, the policy before; spread out.
+
+    ``mu``/``sigma`` are the corrected predictions (minimisation sign); ``pending_units`` are configurations
+    running now (not in the history's completed runs).
+    """
+    logp = score - score.max()
+    logp = logp - np.log(np.exp(logp).sum())
+    if len(ev.y) or len(ev.bad_units):
+        best = float(ev.y.min()) if len(ev.y) else float(np.min(mu))
+        ei = _ei(mu, sigma, best)
+        ok = 1.0 - failure_prob(units, ev)
+        base = np.log(np.maximum(ei * ok, 1e-300)) + ADAPT_SPEC["policy_weight"] * logp
+    else:
+        base = logp.copy()
+    picks: list[int] = []
+    taken = [pending_units] if len(pending_units) else []
+    r2 = ADAPT_SPEC["batch_radius"] ** 2
+    for _ in range(min(n, len(score))):
+        acq = base.copy()
+        if taken:
+            d2 = _sqdist(units, np.concatenate(taken)).min(axis=1)
+            acq = acq + np.log(np.maximum(1.0 - np.exp(-d2 / (2 * r2)), 1e-12))
+        if picks:
+            acq[picks] = -np.inf
+        i = int(np.argmax(acq))
+        picks.append(i)
+        taken.append(units[i : i + 1])
+    while len(picks) < n:  # fewer candidates than asked for: repeat the last, as the policy's order does
+        picks.append(picks[-1] if picks else 0)
+    return picks
+
+
+def evidence(units: np.ndarray, y: np.ndarray, mu: np.ndarray, failed_units: Sequence[np.ndarray]) -> TargetEvidence:
+    """Split completed target runs into the residual data and the diverged ones (with the failed runs)."""
+    div = diverged_mask(y)
+    bad = [units[div]] + ([np.stack(list(failed_units))] if len(failed_units) else [])
+    W = units.shape[1] if units.ndim == 2 else 0
+    bad_units = np.concatenate(bad) if any(len(b) for b in bad) else np.zeros((0, W))
+    return TargetEvidence(units=units[~div], y=y[~div], mu=mu[~div], bad_units=bad_units)

@@ -1,0 +1,127 @@
+"""In-context adaptation: target runs move the predictions, failures repel, batches spread."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from autollm_sampler.agent import DEFAULT_CHECKPOINT, load_agent
+from autollm_sampler.agent._adapt import (
+    ADAPT_SPEC,
+    TargetEvidence,
+    correct,
+    diverged_mask,
+    evidence,
+    failure_prob,
+    select,
+)
+from autollm_sampler.history import History, Trial
+
+RNG = np.random.default_rng(0)
+UNITS = RNG.random((400, 3))
+
+
+def _ev(units: np.ndarray, y: np.ndarray, mu: np.ndarray, bad: np.ndarray | None = None) -> TargetEvidence:
+    return TargetEvidence(units=units, y=y, mu=mu, bad_units=np.zeros((0, units.shape[1])) if bad is None else bad)
+
+
+def test_no_target_run_changes_nothing() -> None:
+    mu, sd = RNG.normal(size=400), np.full(400, 0.1)
+    m2, s2 = correct(mu, sd, UNITS, _ev(np.zeros((0, 3)), np.zeros(0), np.zeros(0)))
+    assert m2 is mu and s2 is sd
+
+
+def test_a_consistent_miss_shifts_every_prediction_and_most_near_the_runs() -> None:
+    runs = UNITS[:6]
+    mu = np.full(400, 2.45)
+    m2, s2 = correct(mu, np.full(400, 0.02), UNITS, _ev(runs, np.full(6, 2.55), np.full(6, 2.45)))
+    near, far = m2[:6], m2[np.argsort(-((UNITS - runs.mean(0)) ** 2).sum(1))[:20]]
+    assert np.all(np.abs(near - 2.55) < 0.02)  # near the runs: the observed level
+    assert np.all(far > 2.45 + 0.05)  # far away: the shift still applies (shrunk)
+    assert s2[:6].max() < s2[far.argsort()].max()  # uncertainty shrinks where runs are
+
+
+def test_failures_repel_and_diverged_runs_count_as_failures() -> None:
+    y = np.array([2.5, 2.52, 2.49, 7.0, 2.51])
+    assert diverged_mask(y).tolist() == [False, False, False, True, False]
+    ev = evidence(UNITS[:5], y, np.full(5, 2.5), [UNITS[10]])
+    assert len(ev.y) == 4 and len(ev.bad_units) == 2
+    p = failure_prob(UNITS, ev)
+    assert p[3] == pytest.approx(1.0) and p[10] == pytest.approx(1.0)
+    d = np.sqrt(((UNITS - UNITS[3]) ** 2).sum(1) / 3)
+    assert np.all(p[(d > 4 * ADAPT_SPEC["fail_radius"]) & (np.sqrt(((UNITS - UNITS[10]) ** 2).sum(1) / 3) > 0.4)] < 0.01)
+
+
+def test_selection_avoids_failed_regions_and_spreads_batches() -> None:
+    score = -((UNITS - 0.5) ** 2).sum(1) * 50  # the policy loves the centre
+    centre = np.array([[0.5, 0.5, 0.5]])
+    ev = _ev(np.zeros((0, 3)), np.zeros(0), np.zeros(0), bad=centre)
+    mu, sd = np.full(400, 2.5), np.full(400, 0.1)
+    i = select(score, mu, sd, UNITS, ev, np.zeros((0, 3)), 1)[0]
+    assert np.sqrt(((UNITS[i] - centre) ** 2).sum() / 3) > ADAPT_SPEC["fail_radius"]
+    # no target run: the policy's order, pushed apart for a batch and away from pending points
+    none = _ev(np.zeros((0, 3)), np.zeros(0), np.zeros(0))
+    picks = select(score, mu, sd, UNITS, none, np.zeros((0, 3)), 4)
+    assert picks[0] == int(np.argmax(score)) and len(set(picks)) == 4
+    pts = UNITS[picks]
+    dists = [np.sqrt(((a - b) ** 2).sum() / 3) for j, a in enumerate(pts) for b in pts[j + 1:]]
+    plain = UNITS[np.argsort(-score)[:4]]
+    plain_d = [np.sqrt(((a - b) ** 2).sum() / 3) for j, a in enumerate(plain) for b in plain[j + 1:]]
+    assert min(dists) > min(plain_d)
+    pend = select(score, mu, sd, UNITS, none, UNITS[[int(np.argmax(score))]], 1)
+    assert pend[0] != int(np.argmax(score))
+
+
+# ------------------------------------------------------------------------------ through the shipped agent
+def _adamw():  # type: ignore[no-untyped-def]
+    from autollm_sampler.benchmark.userobj import cheap_history, make_task
+
+    task = make_task("adamw", 2)
+    return task, cheap_history(task, 0)
+
+
+@pytest.mark.skipif(not (DEFAULT_CHECKPOINT / "model.safetensors").exists(), reason="no shipped checkpoint")
+def test_the_agent_changes_course_when_its_target_runs_fail() -> None:
+    task, cheap = _adamw()
+    agent = load_agent("default")
+    first = agent.propose(History(trials=cheap), task.space, task.target, seed=0)[0]
+    trials = list(cheap)
+    picks = [first.params]
+    for i in range(4):  # every target run fails: the next proposals must leave that region
+        trials.append(Trial(id=f"t{i}", params=picks[-1], fidelity=task.target, state="failed"))
+        picks.append(agent.propose(History(trials=trials), task.space, task.target, seed=i + 1)[0].params)
+    units = np.stack([task.space.to_unit(p) for p in picks])
+    for j in range(1, len(picks)):
+        d = np.sqrt(((units[:j] - units[j]) ** 2).sum(1) / task.space.width).min()
+        assert d > ADAPT_SPEC["fail_radius"], f"proposal {j} repeats a failed region (distance {d:.3f})"
+
+
+@pytest.mark.skipif(not (DEFAULT_CHECKPOINT / "model.safetensors").exists(), reason="no shipped checkpoint")
+def test_the_agents_predictions_follow_the_target_runs() -> None:
+    task, cheap = _adamw()
+    agent = load_agent("default")
+    p0 = agent.propose(History(trials=cheap), task.space, task.target, seed=0)[0]
+    # three target runs at and around the first proposal, all 0.3 worse than predicted
+    runs = [p0.params] + [task.space.from_unit(np.clip(task.space.to_unit(p0.params) + d, 0, 1)) for d in (0.03, -0.03)]
+    worse = [Trial(id=f"t{i}", params=p, fidelity=task.target, value=p0.predicted_value + 0.3) for i, p in enumerate(runs)]
+    p1 = agent.propose(History(trials=[*cheap, *worse]), task.space, task.target, seed=1)[0]
+    better = [Trial(id=f"t{i}", params=p, fidelity=task.target, value=p0.predicted_value - 0.3) for i, p in enumerate(runs)]
+    p2 = agent.propose(History(trials=[*cheap, *better]), task.space, task.target, seed=1)[0]
+    assert p1.predicted_value > p2.predicted_value + 0.2
+    assert math.isfinite(p1.predicted_std) and p1.predicted_std > 0
+
+
+@pytest.mark.skipif(not (DEFAULT_CHECKPOINT / "model.safetensors").exists(), reason="no shipped checkpoint")
+def test_batches_and_pending_spread_out() -> None:
+    task, cheap = _adamw()
+    agent = load_agent("default")
+    props = agent.propose(History(trials=cheap), task.space, task.target, n=3, seed=0)
+    units = np.stack([task.space.to_unit(p.params) for p in props])
+    d = [np.sqrt(((a - b) ** 2).sum() / task.space.width) for j, a in enumerate(units) for b in units[j + 1:]]
+    assert min(d) > ADAPT_SPEC["batch_radius"]
+    # two workers, the second knowing the first's proposal is running: different configurations
+    a = agent.propose(History(trials=cheap), task.space, task.target, seed=5)[0]
+    b = agent.propose(History(trials=cheap), task.space, task.target, seed=5, pending=[a.params])[0]
+    assert task.space.config_key(a.params) != task.space.config_key(b.params)
