@@ -464,7 +464,7 @@ def make_method(name: str) -> _Proposer:
             agent = load_agent("classical" if name == "classical" else "default")
             agent.strict = True
             if name == "agent-noadapt":  # the ablation: the model's own predictions and choices
-                agent.adapt = False
+                agent.adapt = False  # type: ignore[attr-defined]
             _AGENTS[name] = agent
         return _AgentProposer(_AGENTS[name], name)
     if name == "random":
