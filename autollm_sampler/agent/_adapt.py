@@ -19,7 +19,9 @@ applied at proposal time (``TransformerAgent(adapt=True)``, the default; ``adapt
 * **Batches.** Pending configurations (running, not yet returned) and the proposals already picked in this
   call push the next ones away (a local penalty), so ``n > 1`` and parallel workers spread out.
 
-Every constant is in :data:`ADAPT_SPEC`, saved with the checkpoint's feature spec.
+Every constant is in :data:`ADAPT_SPEC`. The two that set the predictive spread (``sigma_floor``,
+``noise_frac``) were chosen on user-objective tasks of seeds 100-107 (80% coverage 78% there), never on the
+seeds 0-19 that the suite reports.
 """
 
 from __future__ import annotations
@@ -35,7 +37,8 @@ __all__ = ["ADAPT_SPEC", "TargetEvidence", "correct", "failure_prob", "select"]
 #: every constant of the adaptation, by name (recorded in the checkpoint's config.json feature spec)
 ADAPT_SPEC: dict[str, float] = {
     "length_scale": 0.25,  # GP length scale, in unit-cube distance / sqrt(width)
-    "noise_frac": 0.3,  # run-to-run noise as a share of the residual scale
+    "noise_frac": 0.15,  # run-to-run noise as a share of the residual scale
+    "sigma_floor": 1.0,  # far from the target runs the spread is at least this share of the residual scale
     "residual_clip": 4.0,  # residuals beyond this many residual scales are clipped (diverged runs)
     "diverged_iqr": 3.0,  # a complete target run this many IQRs above the median target run counts as diverged
     "fail_radius": 0.08,  # failure influence radius, in unit-cube distance / sqrt(width)
@@ -94,7 +97,7 @@ def correct(mu: np.ndarray, sigma: np.ndarray, units: np.ndarray, ev: TargetEvid
     post_var = np.maximum(amp - (v * v).sum(0), 0.0)
     mu2 = mu + shift + Ks @ alpha
     # far from the target runs: the model's spread, never below the residual scale; near them: the noise
-    sig_far = np.maximum(sigma, scale)
+    sig_far = np.maximum(sigma, ADAPT_SPEC["sigma_floor"] * scale)
     sig2 = np.sqrt(sig_far**2 * post_var / amp + noise)
     return mu2, sig2
 
