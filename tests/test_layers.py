@@ -33,8 +33,8 @@ def _uses(mods: set[str], root: str) -> bool:
 #: heavy dependency -> the package files allowed to import it (benchmark/ may use the classical HPO libraries)
 ALLOWED = {
     # plus: the HW-GPT-Bench recipe reads the published torch files, and two benchmark scripts time or pin torch
-    "torch": {"agent/_model.py", "agent/_llm.py", "gym/recipes/hwgpt.py", "gym/bench_build.py", "agent/bench_latency.py"},
-    "transformers": {"agent/_model.py", "agent/_llm.py"},
+    "torch": {"agent/_net.py", "agent/_llm.py", "gym/recipes/hwgpt.py", "gym/bench_build.py", "agent/bench_latency.py"},
+    "transformers": {"agent/_net.py", "agent/_llm.py"},
     "peft": {"agent/_llm.py"},
     "optuna": {"integrations/optuna.py"},
     "ray": {"integrations/ray.py"},

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 import torch
 
-from autollm_sampler.agent._model import pad_batch
+from autollm_sampler.agent._net import pad_batch
 
 __all__ = ["collate_states", "LABELS"]
 

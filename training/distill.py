@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from autollm_sampler.agent._model import PolicyNet
+from autollm_sampler.agent._net import PolicyNet
 from training.batching import collate_states
 from training.config import PipelineConfig
 

@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from autollm_sampler.agent._features import Encoded, encode
-from autollm_sampler.agent._model import PolicyNet, collate
+from autollm_sampler.agent._net import PolicyNet, collate
 from autollm_sampler.gym import Observation
 from training.config import PipelineConfig
 from training.curate import ExperimentSpec, materialize

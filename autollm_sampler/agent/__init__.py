@@ -2,7 +2,8 @@
 
 Backends: the embedded transformer (``TransformerAgent``, loaded by ``load_agent("default")``), the
 text-LLM backend (``TextLLMAgent``: any local causal LM, see ``docs/text-llm.md``) and the classical
-fallback (``ClassicalAgent``). Torch is imported only when a model backend is used.
+fallback (``ClassicalAgent``). Proposing with the shipped checkpoint needs numpy only; torch is imported by
+training (``agent/_net.py``) and by the text-LLM backend.
 """
 
 from __future__ import annotations

@@ -39,6 +39,6 @@ def load_agent(name_or_path: str | os.PathLike[str] = "default", **kwargs: objec
         from autollm_sampler.agent._llm import TextLLMAgent
 
         return TextLLMAgent.load(path, **kwargs)
-    from autollm_sampler.agent._model import TransformerAgent  # torch lives there only
+    from autollm_sampler.agent._model import TransformerAgent  # numpy inference; torch only to train
 
     return TransformerAgent.load(path, **kwargs)  # type: ignore[arg-type]

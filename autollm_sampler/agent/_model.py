@@ -1,4 +1,10 @@
-"""The embedded default backend: a small causal transformer (``transformers.LlamaModel``) over trial tokens.
+"""The embedded default backend: a small transformer over trial tokens, proposing without torch.
+
+The network is defined once, in torch, in :mod:`autollm_sampler.agent._net` (``PolicyNet``, a
+``transformers.LlamaModel`` with a policy head and a value head), which training optimises. A loaded
+checkpoint runs through :mod:`autollm_sampler.agent._numpy_net` instead (the same forward pass in numpy,
+tested to match torch's outputs), so the sampler, ask/tell and the CLI need neither torch nor transformers
+to propose; an agent built around a torch network (training) runs through torch.
 
 The network reads the serialised history (:mod:`autollm_sampler.agent._features`) as context tokens and
 candidate configurations at the target as query tokens, and outputs for every candidate:
@@ -36,18 +42,17 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
-from torch import nn
 
 from autollm_sampler.agent._adapt import correct, evidence, select
 from autollm_sampler.agent._base import Agent, Proposal
 from autollm_sampler.agent._classical import config_key_or_none, tried_keys
 from autollm_sampler.agent._features import D_MAX, F_AX, N_CH, N_SCAL, Encoded, encode, with_queries
+from autollm_sampler.agent._numpy_net import NumpyPolicyNet
 from autollm_sampler.exceptions import CheckpointError
 from autollm_sampler.history import History, fidelity_key
-from autollm_sampler.space import ROLES, SearchSpace
+from autollm_sampler.space import SearchSpace
 
-__all__ = ["AgentModelConfig", "PolicyNet", "TransformerAgent", "collate", "pad_batch", "OODReport"]
+__all__ = ["AgentModelConfig", "TransformerAgent", "pad_arrays", "state_arrays", "OODReport"]
 
 logger = logging.getLogger(__name__)
 
@@ -76,71 +81,8 @@ class AgentModelConfig:
             raise ValueError(f"max_params must be in [1, {D_MAX}], got {self.max_params}")
 
 
-class PolicyNet(nn.Module):
-    """Trial-token transformer with a policy head and a value head."""
-
-    def __init__(self, cfg: AgentModelConfig) -> None:
-        super().__init__()
-        from transformers import LlamaConfig, LlamaModel  # transformers lives in this module only
-
-        self.cfg = cfg
-        d = cfg.hidden_size
-        self.role_w = nn.Embedding(len(ROLES), N_CH * d)
-        self.slot_w = nn.Embedding(D_MAX, N_CH * d)
-        nn.init.normal_(self.role_w.weight, std=0.3)
-        nn.init.normal_(self.slot_w.weight, std=0.05)
-        self.scal = nn.Linear(N_SCAL, d)
-        self.mix = nn.Sequential(nn.GELU(), nn.Linear(d, d))
-        llama = LlamaConfig(
-            hidden_size=d,
-            intermediate_size=cfg.intermediate_size,
-            num_hidden_layers=cfg.num_layers,
-            num_attention_heads=cfg.num_heads,
-            num_key_value_heads=cfg.num_heads,
-            vocab_size=8,
-            max_position_embeddings=8,
-            attention_dropout=0.0,
-        )
-        self.backbone = LlamaModel(llama)
-        self.backbone.embed_tokens = None  # type: ignore[assignment]  # we feed inputs_embeds only
-        self.score_head = nn.Sequential(nn.Linear(d, d), nn.GELU(), nn.Linear(d, 1))
-        self.value_head = nn.Sequential(nn.Linear(d, d), nn.GELU(), nn.Linear(d, 2))
-
-    def embed(self, dims: torch.Tensor, scal: torch.Tensor, roles: torch.Tensor, slots: torch.Tensor, dim_mask: torch.Tensor) -> torch.Tensor:
-        # dims [B, T, W, K]; roles/slots/dim_mask [B, W]
-        B, W = roles.shape
-        d = self.cfg.hidden_size
-        wts = (self.role_w(roles) + self.slot_w(slots)).view(B, W, N_CH, d)
-        wts = wts * dim_mask[..., None, None]
-        width = dim_mask.sum(dim=1).clamp(min=1.0).sqrt()[:, None, None]
-        h = torch.einsum("btwk,bwkd->btd", dims, wts) / width
-        return self.mix(h) + self.scal(scal)  # type: ignore[no-any-return]
-
-    def forward(self, batch: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        ctx = self.embed(batch["ctx_dims"], batch["ctx_scal"], batch["roles"], batch["slots"], batch["dim_mask"])
-        qry = self.embed(batch["q_dims"], batch["q_scal"], batch["roles"], batch["slots"], batch["dim_mask"])
-        x = torch.cat([ctx, qry], dim=1)
-        B, C, Q = x.shape[0], ctx.shape[1], qry.shape[1]
-        T = C + Q
-        cm, qm = batch["ctx_mask"], batch["q_mask"]
-        attend = torch.zeros(B, T, T, dtype=torch.bool)
-        attend[:, :, :C] = cm[:, None, :]
-        eye = torch.eye(T, dtype=torch.bool)[None]
-        attend = attend | eye
-        pos = torch.zeros(B, T, dtype=torch.long)
-        h = self.backbone(inputs_embeds=x, attention_mask=attend[:, None], position_ids=pos).last_hidden_state
-        hq = h[:, C:]
-        score = self.score_head(hq).squeeze(-1)
-        value = self.value_head(hq)
-        score = score.masked_fill(~qm, float("-inf"))
-        return {"score": score, "mu": value[..., 0], "log_sigma": value[..., 1].clamp(-5.0, 3.0)}
-
-
-_STATE_KEYS = ("ctx_dims", "ctx_scal", "q_dims", "q_scal", "roles", "slots")
-
-
-def pad_batch(items: Sequence[Mapping[str, Any]], labels: Sequence[str] = ()) -> dict[str, torch.Tensor]:
-    """Pad states (mappings of arrays or tensors with the :data:`_STATE_KEYS`) into one batch.
+def pad_arrays(items: Sequence[Mapping[str, Any]], labels: Sequence[str] = ()) -> dict[str, np.ndarray]:
+    """Pad states (mappings of arrays with the :data:`STATE_KEYS`) into one batch of numpy arrays.
 
     States may differ in width, context length and query count; masks mark the real entries. ``labels``
     names per-query arrays to pad alongside (training targets such as ``"y"``).
@@ -174,12 +116,16 @@ def pad_batch(items: Sequence[Mapping[str, Any]], labels: Sequence[str] = ()) ->
         out["q_mask"][b, :q] = True
         for k in labels:
             out[k][b, :q] = np.asarray(s[k])
-    return {k: torch.from_numpy(v) for k, v in out.items()}
+    return out
 
 
-def collate(items: Sequence[Encoded]) -> dict[str, torch.Tensor]:
-    """Pad a list of encoded states into one batch of model inputs."""
-    return pad_batch([{k: getattr(e, k) for k in _STATE_KEYS} for e in items])
+#: the per-state arrays the network reads
+STATE_KEYS = ("ctx_dims", "ctx_scal", "q_dims", "q_scal", "roles", "slots")
+
+
+def state_arrays(items: Sequence[Encoded]) -> dict[str, np.ndarray]:
+    """Pad encoded states into one numpy batch."""
+    return pad_arrays([{k: getattr(e, k) for k in STATE_KEYS} for e in items])
 
 
 @dataclass
@@ -201,29 +147,63 @@ class TransformerAgent(Agent):
 
     name = "transformer"
 
-    def __init__(self, net: PolicyNet, *, meta: Mapping[str, Any] | None = None, temperature: float = 0.0,
-                 adapt: bool = True) -> None:
-        self.net = net.eval()
-        self.cfg = net.cfg
+    def __init__(self, net: Any, *, cfg: AgentModelConfig | None = None, meta: Mapping[str, Any] | None = None,
+                 temperature: float = 0.0, adapt: bool = True) -> None:
+        # ``net``: a torch ``PolicyNet`` (training; proposals then run through torch) or a
+        # ``NumpyPolicyNet`` (a loaded checkpoint; proposing imports no torch)
+        if isinstance(net, NumpyPolicyNet):
+            if cfg is None:
+                raise ValueError("a NumpyPolicyNet needs its AgentModelConfig: TransformerAgent(net, cfg=...)")
+            self._np: NumpyPolicyNet | None = net
+            self._torch: Any = None
+            self.cfg = cfg
+        else:
+            self._np, self._torch = None, net.eval()
+            self.cfg = net.cfg
         self.meta = dict(meta or {})
         self.temperature = temperature
         #: correct predictions with the target runs, avoid failed regions and spread batches (agent/_adapt.py)
         self.adapt = adapt
 
+    @property
+    def net(self) -> Any:
+        """The torch ``PolicyNet`` (imports torch; built from the loaded weights on first use).
+
+        Once it is asked for, proposals run through it, so training it changes what the agent proposes.
+        """
+        if self._torch is None:
+            from autollm_sampler.agent._net import PolicyNet
+
+            assert self._np is not None
+            self._torch = PolicyNet.from_arrays(self.cfg, self._np.weights).eval()
+            self._np = None
+        return self._torch
+
+    @property
+    def backend(self) -> str:
+        """``"numpy"`` (a loaded checkpoint) or ``"torch"`` (a network being trained)."""
+        return "numpy" if self._np is not None else "torch"
+
     # ------------------------------------------------------------------ construction / persistence
     @classmethod
     def from_config(cls, cfg: AgentModelConfig, *, seed: int = 0) -> TransformerAgent:
-        torch.manual_seed(seed)
-        return cls(PolicyNet(cfg))
+        from autollm_sampler.agent._net import PolicyNet
+
+        return cls(PolicyNet.seeded(cfg, seed))
+
+    def weights(self) -> dict[str, np.ndarray]:
+        """Name -> float32 array of every weight (the content of ``model.safetensors``)."""
+        if self._np is not None:
+            return dict(self._np.weights)
+        return {k: v.detach().cpu().numpy().copy() for k, v in self._torch.state_dict().items()}
 
     def save(self, path: str | os.PathLike[str], *, extra_meta: Mapping[str, Any] | None = None) -> Path:
         """Write ``model.safetensors``, ``config.json`` and a ``manifest.json`` with sha256 sums."""
-        from safetensors.torch import save_file
+        from safetensors.numpy import save_file
 
         out = Path(path)
         out.mkdir(parents=True, exist_ok=True)
-        state = {k: v.detach().contiguous() for k, v in self.net.state_dict().items()}
-        save_file(state, str(out / "model.safetensors"))
+        save_file({k: np.ascontiguousarray(v) for k, v in self.weights().items()}, str(out / "model.safetensors"))
         (out / "config.json").write_text(json.dumps({"format_version": FORMAT_VERSION, "model": asdict(self.cfg)}, indent=1))
         meta = {**self.meta, **(extra_meta or {})}
         files = {n: _sha256(out / n) for n in ("model.safetensors", "config.json")}
@@ -251,13 +231,18 @@ class TransformerAgent(Agent):
         conf = json.loads((p / "config.json").read_text())
         if conf.get("format_version") != FORMAT_VERSION:
             raise CheckpointError(f"checkpoint format {conf.get('format_version')} is not supported (expected {FORMAT_VERSION})")
-        from safetensors.torch import load_file
+        from safetensors.numpy import load_file
 
-        net = PolicyNet(AgentModelConfig(**conf["model"]))
-        missing, unexpected = net.load_state_dict(load_file(str(p / "model.safetensors")), strict=False)
-        if missing or unexpected:
-            raise CheckpointError(f"checkpoint {str(p)!r} does not match the model: missing {missing}, unexpected {unexpected}")
-        return cls(net, meta=manifest.get("meta", {}), **kwargs)
+        cfg = AgentModelConfig(**conf["model"])
+        try:
+            net = NumpyPolicyNet(load_file(str(p / "model.safetensors")), hidden_size=cfg.hidden_size,
+                                 num_layers=cfg.num_layers, num_heads=cfg.num_heads,
+                                 intermediate_size=cfg.intermediate_size)
+        except ValueError as exc:
+            raise CheckpointError(f"checkpoint {str(p)!r} does not match the model: {exc}") from None
+        if not net.all_finite():
+            raise CheckpointError(f"checkpoint {str(p)!r} has non-finite weights; the checkpoint is corrupt")
+        return cls(net, cfg=cfg, meta=manifest.get("meta", {}), **kwargs)
 
     # ------------------------------------------------------------------ guardrails
     def check_input(self, history: History, space: SearchSpace, target: Mapping[str, float]) -> OODReport:
@@ -300,26 +285,29 @@ class TransformerAgent(Agent):
                 keep.append(cfg_)
         return np.stack([space.to_unit(c) for c in keep]), keep
 
-    @torch.no_grad()
     def score(
         self, history: History, space: SearchSpace, target: Mapping[str, float], units: np.ndarray, *, base: Encoded | None = None
     ) -> tuple[Encoded, np.ndarray, np.ndarray, np.ndarray]:
-        """Policy logits and value predictions (objective units) for candidate points."""
-        scores, mus, sigmas = [], [], []
+        """Policy logits and value predictions (objective units) for candidate points.
+
+        Raises:
+            FloatingPointError: the network produced a non-finite output (never passed on as a proposal).
+        """
         if base is None:
             base = encode(history, space, target, units[:0])
-        step = self.cfg.max_query
-        enc = base
-        for s in range(0, max(len(units), 1), step):
-            chunk = with_queries(base, units[s : s + step])
-            out = self.net(collate([chunk]))
-            scores.append(out["score"][0].numpy())
-            mus.append(out["mu"][0].numpy())
-            sigmas.append(out["log_sigma"][0].exp().numpy())
-            enc = chunk
-        score = np.concatenate(scores)[: len(units)]
-        value, std = enc.from_y(np.concatenate(mus)[: len(units)], np.concatenate(sigmas)[: len(units)])
-        return enc, score, value, std
+        enc = with_queries(base, units)
+        if self._np is not None:
+            out = self._np.forward(state_arrays([enc]), max_query=self.cfg.max_query)
+        else:
+            from autollm_sampler.agent._net import infer
+
+            out = infer(self._torch, enc, max_query=self.cfg.max_query)
+        n = len(units)
+        score, mu, sigma = out["score"][0][:n], out["mu"][0][:n], np.exp(out["log_sigma"][0][:n])
+        if not (np.isfinite(score).all() and np.isfinite(mu).all() and np.isfinite(sigma).all()):
+            raise FloatingPointError("the policy network produced non-finite outputs")
+        value, std = enc.from_y(mu, sigma)
+        return enc, score.astype(float), value, std
 
     def _propose(
         self,

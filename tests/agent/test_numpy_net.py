@@ -8,7 +8,8 @@ import torch
 
 from autollm_sampler.agent import DEFAULT_CHECKPOINT
 from autollm_sampler.agent._features import encode, with_queries
-from autollm_sampler.agent._model import AgentModelConfig, PolicyNet, collate
+from autollm_sampler.agent._model import AgentModelConfig
+from autollm_sampler.agent._net import PolicyNet, collate
 from autollm_sampler.agent._numpy_net import NumpyPolicyNet, _erf, expected_shapes
 from autollm_sampler.history import History, Trial
 from autollm_sampler.space import SearchSpace
@@ -114,3 +115,24 @@ def test_erf_matches_math_erf() -> None:
 
     x = np.linspace(-6, 6, 2001)
     np.testing.assert_allclose(_erf(x), [math.erf(v) for v in x], atol=2e-7)
+
+
+def test_proposing_with_the_shipped_agent_imports_no_torch() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "from autollm_sampler.integrations.optuna import AutoLLMSampler\n"
+        "from autollm_sampler.agent import load_agent\n"
+        "from autollm_sampler import History, SearchSpace\n"
+        "space = SearchSpace.from_dict({'params': {'lr': {'type': 'float', 'low': 1e-4, 'high': 1e-1, 'log': True}}})\n"
+        "h = History.from_jsonl('{\"params\": {\"lr\": 0.003}, \"fidelity\": {\"n\": 1}, \"value\": 2.0}')\n"
+        "a = load_agent('default')\n"
+        "p = a.propose(h, space, {'n': 10}, seed=0)[0]\n"
+        "assert p.source == 'model', p\n"
+        "print(a.backend, sorted(m for m in ('torch', 'transformers') if m in sys.modules))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip() == "numpy []"

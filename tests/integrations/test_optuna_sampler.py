@@ -309,7 +309,7 @@ def test_rationale_and_prediction_are_stored_and_explained() -> None:
     t = study.trials[20]
     assert "Transferred from the nearest cheaper cell" in t.user_attrs["autollm:rationale"]
     assert t.user_attrs["autollm:predicted_value"] == pytest.approx(loss(3e-3, 128, 1.3))
-    assert t.user_attrs["autollm:source"] == "fallback"
+    assert t.user_attrs["autollm:source"] == "classical"
     buf = io.StringIO()
     text = sampler.explain(study, file=buf)
     assert buf.getvalue() == text
@@ -387,7 +387,7 @@ def test_a_model_agent_drives_the_sampler() -> None:
     add_cheap_runs(study)
     study.optimize(objective, n_trials=3)
     assert all(t.state == TrialState.COMPLETE for t in study.trials)
-    assert all(t.user_attrs["autollm:source"] in ("model", "fallback") for t in study.trials[20:])
+    assert all(t.user_attrs["autollm:source"] in ("model", "fallback", "classical") for t in study.trials[20:])
 
 
 class _ConstantAgent(Agent):

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from autollm_sampler.agent._model import AgentModelConfig, PolicyNet
+from autollm_sampler.agent._model import AgentModelConfig
+from autollm_sampler.agent._net import PolicyNet
 from autollm_sampler.exceptions import ConfigError
 from training.config import PipelineConfig, RLConfig, load_config
 from training.curate import ExperimentSpec, materialize
