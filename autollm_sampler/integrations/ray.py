@@ -15,8 +15,11 @@ fidelity keys among the parameters.
 
 Trials that error out, or end without the metric, are recorded as failed; trials stopped early by a
 scheduler such as ASHA as pruned with their last metric (a trial that ran fewer iterations than the
-longest trial at its fidelity was stopped early). Running
+longest trial at its fidelity, failed ones included, was stopped early). Running
 and paused trials are pending: their configurations are not proposed again.
+
+:meth:`AutoLLMSearcher.save` writes the state as JSON and :meth:`AutoLLMSearcher.restore` only parses JSON:
+a state file is never unpickled (a pickle from an older release is refused with a clear error).
 
 Example:
     >>> from ray import tune
@@ -31,9 +34,9 @@ Example:
 
 from __future__ import annotations
 
+import json
 import logging
 import os
-import pickle
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
@@ -42,7 +45,7 @@ from ray.tune.search.sample import Categorical, Domain, Float, Integer, LogUnifo
 from ray.tune.search.variant_generator import parse_spec_vars
 
 from autollm_sampler.agent import Agent, Proposal
-from autollm_sampler.exceptions import InvalidSpaceError
+from autollm_sampler.exceptions import CheckpointError, InvalidSpaceError
 from autollm_sampler.history import History, Trial
 from autollm_sampler.integrations._common import (
     AgentSpec,
@@ -63,7 +66,62 @@ __all__ = ["AutoLLMSearcher", "convert_tune_space"]
 
 logger = logging.getLogger(__name__)
 
-_STATE_VERSION = 1
+_STATE_VERSION = 2  # 2: JSON state files (1 was a pickle)
+_STATE_FORMAT = "autollm-sampler/ray-searcher-state"
+_STATE_KEYS = ("metric", "mode", "axes", "target", "space", "quantize", "constants", "history", "live", "paused",
+               "n_suggested", "seed_base", "schedule", "agent", "roles")
+
+
+def _short(x: Any, n: int = 80) -> str:
+    """A bounded ``repr`` for error messages."""
+    r = x if isinstance(x, str) else repr(x)
+    return r if len(r) <= n else r[: n - 3] + "..."
+
+
+def _is_json(v: Any) -> bool:
+    try:
+        json.dumps(v, allow_nan=False)
+    except (TypeError, ValueError):
+        return False
+    return True
+
+
+def _check_type(v: Any, kind: type, name: str) -> Any:
+    if not isinstance(v, kind):
+        raise TypeError(f"{name} must be a JSON {'object' if kind is dict else 'array'}, got {type(v).__name__}")
+    return v
+
+
+def _opt_float(v: Any, name: str) -> float | None:
+    if v is None:
+        return None
+    f = finite_or_none(v)
+    if f is None or isinstance(v, bool):
+        raise ValueError(f"{name} must be a finite number or null")
+    return f
+
+
+def _check_live(rec: Any) -> dict[str, Any]:
+    rec = _check_type(rec, dict, "a running trial")
+    params = _check_type(rec.get("params"), dict, "a running trial's params")
+    fid = {str(k): float(v) for k, v in _check_type(rec.get("fidelity"), dict, "a running trial's fidelity").items()}
+    return {"params": dict(params), "fidelity": fid, "cost": _opt_float(rec.get("cost"), "cost"),
+            "last": _opt_float(rec.get("last"), "last"), "note": str(rec.get("note") or "")}
+
+
+def _schedule_to_dict(schedule: CostSchedule) -> dict[str, Any]:
+    return {"levels": [lv.to_dict() for lv in schedule.levels], "target": dict(schedule.target.fidelity),
+            "budget": schedule.budget, "low_fidelity_share": schedule.low_fidelity_share}
+
+
+def _schedule_from_dict(data: Any, axes: Sequence[str]) -> CostSchedule:
+    data = _check_type(data, dict, "schedule")
+    levels = [
+        {**_check_type(lv, dict, "a level")["fidelity"], "cost": lv["cost"], "name": lv["name"]}
+        for lv in _check_type(data["levels"], list, "levels")
+    ]
+    return CostSchedule(parse_levels(levels, axes), target=_check_type(data["target"], dict, "target"),
+                        budget=data["budget"], low_fidelity_share=float(data["low_fidelity_share"]))
 
 
 def _path_name(path: Sequence[Any]) -> str:
@@ -137,6 +195,67 @@ def _convert_domain(name: str, domain: Domain, role: str | None) -> tuple[Any, f
     )
 
 
+def _has_tune_domain(obj: Any) -> bool:
+    if isinstance(obj, Domain):
+        return True
+    if isinstance(obj, Mapping):
+        return any(_has_tune_domain(v) for v in obj.values())
+    return False
+
+
+def _user_space(
+    space: SearchSpace | Mapping[str, Any], roles: Mapping[str, str]
+) -> tuple[SearchSpace, dict[str, float], dict[str, Any]]:
+    """``space=`` as given: a :class:`SearchSpace`, its dict form, or a Tune ``param_space`` dict.
+
+    A dict holding Tune sampling domains (``tune.loguniform(...)``, ...) is converted like Tune's
+    ``param_space`` (:func:`convert_tune_space`); ``{"params": {...}, "direction": ...}`` with domains among
+    the params is read the same way.
+    """
+    if isinstance(space, SearchSpace):
+        return space, {}, {}
+    if not isinstance(space, Mapping):
+        raise TypeError(
+            f"space= must be a SearchSpace, its dict form or a Tune param_space dict, got {type(space).__name__}"
+        )
+    if not _has_tune_domain(space):
+        return SearchSpace.from_dict(space), {}, {}
+    direction = space.get("direction", "minimize")
+    inner = space.get("params")
+    if isinstance(inner, Mapping) and set(space) <= {"params", "direction"} and isinstance(direction, str):
+        params: dict[str, Any] = {}
+        quantize: dict[str, float] = {}
+        for name, p in inner.items():
+            if isinstance(p, Domain):
+                params[str(name)], q = _convert_domain(str(name), p, roles.get(str(name)))
+                if q is not None:
+                    quantize[str(name)] = q
+            else:
+                params[str(name)] = p
+        return SearchSpace.from_dict({"params": params, "direction": direction}), quantize, {}
+    return convert_tune_space(space, roles=roles)
+
+
+def _history_items(history: Any) -> Iterable[Trial | Mapping[str, Any]]:
+    """The trials of ``history=``: a History, a JSONL/JSON/CSV file path, or a list of trial dicts."""
+    if history is None:
+        return []
+    if isinstance(history, History):
+        return history.trials
+    if isinstance(history, (str, os.PathLike)):
+        return History.load(history).trials  # by suffix: .csv, .json, else JSON lines
+    if isinstance(history, (Mapping, bytes)) or not isinstance(history, Iterable):
+        raise TypeError(
+            f"history= must be a History, a path to a .jsonl/.json/.csv history file, or a list of trial dicts "
+            f"{{'params', 'fidelity', 'value', 'state'}}; got {type(history).__name__}"
+        )
+    items = list(history)
+    for i, item in enumerate(items):
+        if not isinstance(item, (Trial, Mapping)):
+            raise TypeError(f"history[{i}] is a {type(item).__name__}; each trial must be a dict or a Trial")
+    return items
+
+
 def _quantize(value: Any, q: float, param: Any) -> Any:
     v = round(float(value) / q) * q
     v = min(max(v, float(param.low)), float(param.high))
@@ -164,13 +283,15 @@ class AutoLLMSearcher(Searcher):
     """A Ray Tune ``Searcher`` that asks the autollm research agent for every configuration.
 
     Args:
-        space: the search space, if not given through Tune's ``param_space`` (a :class:`SearchSpace` or
-            its dict form; needed for mixture weights).
+        space: the search space, if not given through Tune's ``param_space``: a :class:`SearchSpace`, its
+            dict form (needed for mixture weights), or a Tune dict such as ``{"lr": tune.loguniform(...)}``
+            (converted as ``param_space`` is).
         metric: the result key to optimise (or set by ``TuneConfig(metric=...)``).
         mode: ``"min"`` or ``"max"`` (or set by ``TuneConfig(mode=...)``).
         fidelity: the fidelity axes; each appears as a key of every suggested config.
         target: the expensive fidelity point, one value per axis.
-        history: earlier runs (a :class:`History`, or trial dicts ``{"params", "fidelity", "value", "state"}``).
+        history: earlier runs: a :class:`History`, a path to a ``.jsonl`` / ``.json`` / ``.csv`` history file
+            (read with :meth:`History.load`), or trial dicts ``{"params", "fidelity", "value", "state"}``.
         fidelity_levels: enables the cost-aware mode (``[{axis: value, ..., "cost": c}, ...]``, target included).
         budget: the cost-aware budget; default five target runs.
         low_fidelity_share: share of the budget reserved for cheaper levels.
@@ -194,7 +315,7 @@ class AutoLLMSearcher(Searcher):
         mode: str | None = None,
         fidelity: Sequence[str] = (),
         target: Mapping[str, float] | None = None,
-        history: History | Iterable[Mapping[str, Any]] | None = None,
+        history: History | str | os.PathLike[str] | Iterable[Mapping[str, Any]] | None = None,
         fidelity_levels: Sequence[Mapping[str, Any]] | None = None,
         budget: float | None = None,
         low_fidelity_share: float = 0.4,
@@ -235,8 +356,8 @@ class AutoLLMSearcher(Searcher):
         self._n_suggested = 0
         self._last_proposal: dict[str, Proposal] = {}
         if space is not None:
-            self._space = space if isinstance(space, SearchSpace) else SearchSpace.from_dict(space)
-        for item in (history.trials if isinstance(history, History) else (history or [])):
+            self._space, self._quantize, self._constants = _user_space(space, self._roles)
+        for item in _history_items(history):
             self._add_history(item)
 
     # ------------------------------------------------------------------ properties
@@ -365,8 +486,9 @@ class AutoLLMSearcher(Searcher):
         iterations is the only trace: a shorter trial was stopped before its budget, and its metric is a
         partial result, not the outcome of a full run.
         """
-        same = [t for t in self._history.trials if t.state in ("complete", "pruned") and "iterations" in t.attrs
-                and same_fidelity(t.fidelity, fidelity)]
+        # every trial that reported counts for the length, a failed one too (a run that ends in NaN after
+        # the full budget still shows how long a full run is)
+        same = [t for t in self._history.trials if "iterations" in t.attrs and same_fidelity(t.fidelity, fidelity)]
         if not same:
             return
         longest = max(int(t.attrs["iterations"]) for t in same)
@@ -469,6 +591,10 @@ class AutoLLMSearcher(Searcher):
 
     # ------------------------------------------------------------------ save / restore / pickle
     def get_state(self) -> dict[str, Any]:
+        """The searcher's state as plain JSON data (what :meth:`save` writes)."""
+        agent = None if isinstance(self._agent_spec, Agent) else (
+            os.fspath(self._agent_spec) if isinstance(self._agent_spec, os.PathLike) else self._agent_spec
+        )
         return {
             "version": _STATE_VERSION,
             "metric": self._metric,
@@ -477,47 +603,130 @@ class AutoLLMSearcher(Searcher):
             "target": dict(self._target),
             "space": self._space.model_dump(mode="json") if self._space is not None else None,
             "quantize": dict(self._quantize),
-            "constants": dict(self._constants),
+            "constants": {k: v for k, v in self._constants.items() if _is_json(v)},
             "history": self._history.to_jsonl(),
             "live": {k: dict(v) for k, v in self._live.items()},
             "paused": sorted(self._paused),
             "n_suggested": self._n_suggested,
             "seed_base": self._seed_base,
-            "schedule": self._schedule,
-            "agent": self._agent_spec if not isinstance(self._agent_spec, os.PathLike) else os.fspath(self._agent_spec),
+            "schedule": _schedule_to_dict(self._schedule) if self._schedule is not None else None,
+            "agent": agent,
             "roles": dict(self._roles),
         }
 
     def set_state(self, state: dict[str, Any]) -> None:
+        """Restore the state returned by :meth:`get_state`.
+
+        Raises:
+            CheckpointError: when ``state`` is not a searcher state of this release (naming the bad field).
+        """
+        if not isinstance(state, Mapping):
+            raise CheckpointError(f"searcher state must be a JSON object, got {type(state).__name__}")
         if state.get("version") != _STATE_VERSION:
-            raise ValueError(f"searcher state version {state.get('version')!r} is not {_STATE_VERSION}; it was saved by another release")
-        self._metric, self._mode = state["metric"], state["mode"]
-        self._axes = tuple(state["axes"])
-        self._target = dict(state["target"])
-        self._space = SearchSpace.from_dict(state["space"]) if state["space"] is not None else None
-        self._quantize = dict(state["quantize"])
-        self._constants = dict(state["constants"])
-        self._history = History.from_jsonl(state["history"]) if state["history"] else History(fidelity_axes=self._axes)
-        if not self._history.fidelity_axes:
-            self._history.fidelity_axes = self._axes
-        self._live = {k: dict(v) for k, v in state["live"].items()}
-        self._paused = set(state["paused"])
-        self._n_suggested = int(state["n_suggested"])
-        self._seed_base = int(state["seed_base"])
-        self._schedule = state["schedule"]
-        self._roles = dict(state["roles"])
-        if self._agent_spec != state["agent"] and not isinstance(self._agent_spec, Agent):
-            self._agent_spec = state["agent"]
+            raise CheckpointError(
+                f"searcher state version {_short(state.get('version'))} is not {_STATE_VERSION}; "
+                "it was saved by another release of autollm-sampler"
+            )
+        missing = [k for k in _STATE_KEYS if k not in state]
+        if missing:
+            raise CheckpointError(f"searcher state lacks field(s) {missing}")
+        field = "?"
+        try:
+            field = "metric/mode"
+            metric, mode = state["metric"], state["mode"]
+            if (metric is not None and not isinstance(metric, str)) or mode not in (None, "min", "max"):
+                raise ValueError("expected a metric name and 'min' or 'max'")
+            field = "axes"
+            axes = tuple(_check_type(state["axes"], list, "axes"))
+            field = "target"
+            target = {str(k): float(v) for k, v in _check_type(state["target"], dict, "target").items()}
+            field = "space"
+            space = SearchSpace.from_dict(state["space"]) if state["space"] is not None else None
+            field = "quantize"
+            quantize = {str(k): float(v) for k, v in _check_type(state["quantize"], dict, "quantize").items()}
+            field = "constants"
+            constants = dict(_check_type(state["constants"], dict, "constants"))
+            field = "history"
+            text = state["history"]
+            if not isinstance(text, str):
+                raise ValueError("expected JSON lines")
+            history = History.from_jsonl(text, source="searcher state") if text else History(fidelity_axes=axes)
+            if not history.fidelity_axes:
+                history.fidelity_axes = axes
+            field = "live"
+            live = {str(k): _check_live(v) for k, v in _check_type(state["live"], dict, "live").items()}
+            field = "paused"
+            paused = {str(x) for x in _check_type(state["paused"], list, "paused")}
+            field = "n_suggested"
+            n_suggested = int(state["n_suggested"])
+            field = "seed_base"
+            seed_base = int(state["seed_base"])
+            field = "schedule"
+            schedule = _schedule_from_dict(state["schedule"], axes) if state["schedule"] is not None else None
+            field = "roles"
+            roles = {str(k): str(v) for k, v in _check_type(state["roles"], dict, "roles").items()}
+            field = "agent"
+            agent = state["agent"]
+            if agent is not None and not isinstance(agent, str):
+                raise ValueError("expected an agent name or checkpoint path")
+        except (TypeError, ValueError, KeyError, AttributeError) as exc:
+            raise CheckpointError(f"searcher state field {field!r} is malformed: {_short(str(exc), 300)}") from None
+        self._metric, self._mode = metric, mode
+        self._axes, self._target, self._space = axes, target, space
+        self._quantize, self._constants, self._history = quantize, constants, history
+        self._live, self._paused = live, paused
+        self._n_suggested, self._seed_base = n_suggested, seed_base
+        self._schedule, self._roles = schedule, roles
+        if agent is None:
+            if not isinstance(self._agent_spec, Agent):
+                logger.warning(
+                    "the saved searcher used an Agent object, which a state file cannot hold; this searcher "
+                    "continues with agent=%r (pass the same agent= to the restoring searcher)", self._agent_spec,
+                )
+        elif self._agent_spec != agent and not isinstance(self._agent_spec, Agent):
+            self._agent_spec = agent
             self._agent = None
         self._last_proposal = {}
 
     def save(self, checkpoint_path: str) -> None:
-        with open(checkpoint_path, "wb") as fh:
-            pickle.dump(self.get_state(), fh)
+        """Write the state as JSON (Tune calls this with a ``searcher-state-*.pkl`` name; the content is JSON)."""
+        text = json.dumps({"format": _STATE_FORMAT, "state": self.get_state()}, allow_nan=False)
+        with open(checkpoint_path, "w", encoding="utf-8") as fh:
+            fh.write(text)
 
     def restore(self, checkpoint_path: str) -> None:
-        with open(checkpoint_path, "rb") as fh:
-            self.set_state(pickle.load(fh))
+        """Read a state file written by :meth:`save`.
+
+        The file is parsed as JSON only, never unpickled, so restoring an untrusted file cannot run code.
+
+        Raises:
+            CheckpointError: when the file is missing, a pickle (an older release's format), or not a
+                searcher state.
+        """
+        where = _short(os.fspath(checkpoint_path), 200)
+        try:
+            with open(checkpoint_path, "rb") as fh:
+                raw = fh.read()
+        except OSError as exc:
+            raise CheckpointError(f"cannot read searcher state {where}: {exc.strerror}") from None
+        if raw[:1] == b"\x80":  # every pickle of protocol 2 or later starts so; JSON never does
+            raise CheckpointError(
+                f"searcher state {where} is a pickle file (written by an older release); it is refused because "
+                "unpickling can run arbitrary code. Re-run the study, or load it with the older release and save again"
+            )
+        try:
+            data = json.loads(raw.decode("utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise CheckpointError(f"searcher state {where} is not valid JSON: {_short(str(exc), 200)}") from None
+        if not isinstance(data, dict) or data.get("format") != _STATE_FORMAT or "state" not in data:
+            raise CheckpointError(
+                f"searcher state {where} is JSON but not an AutoLLMSearcher state "
+                f"(expected an object with format={_STATE_FORMAT!r} and 'state')"
+            )
+        try:
+            self.set_state(data["state"])
+        except CheckpointError as exc:
+            raise CheckpointError(f"searcher state {where}: {exc}") from None
 
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()

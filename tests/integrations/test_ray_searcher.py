@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import glob
+import json
 import logging
 import math
 import os
@@ -15,7 +16,7 @@ import pytest
 from ray import tune
 from ray.tune.search import ConcurrencyLimiter, Searcher
 
-from autollm_sampler.exceptions import InvalidSpaceError
+from autollm_sampler.exceptions import CheckpointError, InvalidSpaceError
 from autollm_sampler.integrations.ray import AutoLLMSearcher, convert_tune_space
 from autollm_sampler.space import CategoricalParam, FloatParam, IntParam
 
@@ -123,6 +124,8 @@ def test_save_restore_and_pickle_continue_identically(tmp_path: Path) -> None:
     s.on_trial_complete("a", {"loss": 2.2})
     path = str(tmp_path / "searcher.pkl")
     s.save(path)
+    saved = json.loads(Path(path).read_text())  # the state file is plain JSON, not a pickle
+    assert saved["state"]["live"]["b"]["fidelity"] == TARGET
     restored = AutoLLMSearcher(agent="classical")
     restored.restore(path)
     clone = pickle.loads(pickle.dumps(s))
@@ -131,6 +134,123 @@ def test_save_restore_and_pickle_continue_identically(tmp_path: Path) -> None:
     assert clone.suggest("c") == expected
     assert restored.metric == "loss" and restored.mode == "min"
     assert len(restored.history) == len(s.history)
+
+
+def test_cost_aware_state_round_trips_through_json(tmp_path: Path) -> None:
+    levels = [{"n_tokens": 1e9, "cost": 1.0}, {"n_tokens": 2e10, "cost": 10.0}]
+    s = AutoLLMSearcher(metric="loss", mode="min", fidelity=("n_tokens",), target=TARGET, agent="classical",
+                        seed=0, fidelity_levels=levels, budget=30.0)
+    s.set_search_properties(None, None, {**SPACE, "warmup": tune.qloguniform(10, 1000, 10)})
+    for i in range(3):
+        s.suggest(str(i))
+    s.on_trial_complete("0", {"loss": 2.5})
+    path = tmp_path / "state.json"
+    s.save(str(path))
+    r = AutoLLMSearcher(agent="classical")
+    r.restore(str(path))
+    assert r.budget_spent() == s.budget_spent() == pytest.approx(3.0)
+    for i in range(3, 20):
+        assert r.suggest(str(i)) == s.suggest(str(i))
+
+
+def _pickled_state(tmp_path: Path) -> Path:
+    p = tmp_path / "old.pkl"
+    p.write_bytes(pickle.dumps({"version": 1, "history": ""}))
+    return p
+
+
+@pytest.mark.parametrize(
+    ("content", "match"),
+    [
+        (_pickled_state, "is a pickle file.*unpickling can run arbitrary code"),
+        (b"\xff\xfe not text", "not valid JSON"),
+        (b"{not json", "not valid JSON"),
+        (b"[1, 2]", "not an AutoLLMSearcher state"),
+        (b'{"format": "something-else", "state": {}}', "not an AutoLLMSearcher state"),
+        (b'{"format": "autollm-sampler/ray-searcher-state", "state": {"version": 1}}', "version 1 is not 2"),
+        (b'{"format": "autollm-sampler/ray-searcher-state", "state": {"version": 2}}', "lacks field"),
+        (None, "cannot read searcher state"),
+    ],
+)
+def test_restore_refuses_pickles_and_malformed_files(tmp_path: Path, content: Any, match: str) -> None:
+    path = tmp_path / "state.pkl"
+    if callable(content):
+        path = content(tmp_path)
+    elif content is not None:
+        path.write_bytes(content)
+    with pytest.raises(CheckpointError, match=match):
+        AutoLLMSearcher(agent="classical").restore(str(path))
+
+
+def test_restore_names_a_malformed_field_and_leaves_the_searcher_unchanged(tmp_path: Path) -> None:
+    s = make()
+    s.suggest("a")
+    state = s.get_state()
+    for field, bad in [("history", 5), ("live", {"a": {"params": 1}}), ("target", "x"), ("n_suggested", "many"),
+                       ("space", {"params": {"lr": {"type": "nope"}}})]:
+        path = tmp_path / f"{field}.json"
+        path.write_text(json.dumps({"format": "autollm-sampler/ray-searcher-state", "state": {**state, field: bad}}))
+        fresh = make()
+        with pytest.raises(CheckpointError, match=f"field '{field}' is malformed"):
+            fresh.restore(str(path))
+        assert fresh.history.trials == make().history.trials and fresh.suggest("b") == make().suggest("b")
+
+
+def test_a_restored_pickle_payload_never_runs(tmp_path: Path) -> None:
+    marker = tmp_path / "ran"
+
+    class Hostile:
+        def __reduce__(self) -> Any:
+            return (Path.touch, (marker,))
+
+    path = tmp_path / "searcher-state-x.pkl"
+    path.write_bytes(pickle.dumps({"state": Hostile()}, protocol=0))  # protocol 0: no \x80 header
+    with pytest.raises(CheckpointError):
+        AutoLLMSearcher(agent="classical").restore(str(path))
+    assert not marker.exists()
+
+
+def test_history_path_and_tune_space_arguments(tmp_path: Path) -> None:
+    from autollm_sampler.history import History
+
+    jsonl = tmp_path / "cheap_runs.jsonl"
+    h = History()
+    for item in cheap_history():
+        h.add({"id": h.next_id(), **item})
+    h.save(jsonl)
+    csv_path = tmp_path / "cheap_runs.csv"
+    csv_path.write_text("lr,bs,fidelity:n_tokens,value\n" + "".join(
+        f"{t.params['lr']},{t.params['bs']},{t.fidelity['n_tokens']},{t.value}\n" for t in h.trials))
+    for src in (str(jsonl), jsonl, csv_path):
+        s = make(history=src)
+        assert len(s.history) == 15 and s.suggest("t")["lr"] == 3e-3, src
+    for bad, match in [({"params": {}}, "got dict"), (42, "got int"), ([("lr", 1)], r"history\[0\] is a tuple")]:
+        with pytest.raises(TypeError, match=match):
+            AutoLLMSearcher(history=bad, agent="classical")
+    # a Tune dict as space=, top level or under "params"
+    for space in ({"lr": tune.loguniform(1e-4, 1e-1), "opt": {"bs": tune.choice([32, 64])}},
+                  {"params": {"lr": tune.loguniform(1e-4, 1e-1), "bs": {"type": "int", "low": 1, "high": 4}}}):
+        s = AutoLLMSearcher(space, metric="loss", mode="min", agent="classical", seed=0)
+        assert s.space is not None and s.space.params["lr"] == FloatParam(low=1e-4, high=1e-1, log=True)
+        cfg = s.suggest("t")
+        assert 1e-4 <= cfg["lr"] <= 1e-1
+    for space, match in [({"x": tune.randn(0, 1)}, "parameter 'x': Tune sampler _?Normal"),
+                         ({"params": {"y": tune.sample_from(lambda _: 1)}}, "parameter 'y'"),
+                         ({"z": tune.grid_search([1, 2])}, "grid_search")]:
+        with pytest.raises(InvalidSpaceError, match=match):
+            AutoLLMSearcher(space, agent="classical")
+
+
+def test_shorter_trials_are_pruned_when_the_longest_ends_in_nan() -> None:
+    s = make()
+    for tid in ("long", "short", "full"):
+        s.suggest(tid)
+    s.on_trial_complete("short", {"loss": 2.4, "training_iteration": 1, "done": True})
+    s.on_trial_complete("long", {"loss": float("nan"), "training_iteration": 3, "done": True})
+    states = {t.attrs["trial_id"]: t.state for t in s.history.trials if "trial_id" in t.attrs}
+    assert states == {"short": "pruned", "long": "failed"}
+    s.on_trial_complete("full", {"loss": 2.2, "training_iteration": 3, "done": True})
+    assert [t.state for t in s.history.trials if t.attrs.get("trial_id") == "full"] == ["complete"]
 
 
 def test_cost_aware_searcher_finishes_when_the_budget_is_spent() -> None:
@@ -214,6 +334,7 @@ def test_real_ray_tune_run_with_concurrency_limiter_and_asha(ray_runtime: Any, t
     # Tune checkpointed the searcher through save(); it restores
     ckpts = glob.glob(str(tmp_path / "exp" / "searcher-state-*.pkl"))
     assert ckpts
+    assert json.loads(Path(ckpts[0]).read_text())["format"] == "autollm-sampler/ray-searcher-state"  # JSON, no pickle
     again = AutoLLMSearcher(agent="classical")
     again.restore_from_dir(str(tmp_path / "exp"))
     assert len(again.history) == len(searcher.history)
