@@ -32,16 +32,23 @@ class TaskSpec:
 
 _REGISTRY: dict[str, TaskSpec] = {}
 _CACHE: dict[tuple[str, str, str], TabularTask] = {}
-_LOCK = threading.Lock()
+_LOCK = threading.RLock()  # re-entrant: a builder may register or make another task
 
 
 def register(spec: TaskSpec, *, overwrite: bool = False) -> None:
-    """Register a task builder under a versioned id (``name-vN``)."""
+    """Register a task builder under a versioned id (``name-vN``).
+
+    With ``overwrite=True`` the new builder replaces the old one, and every table built by the old one is
+    dropped from the cache, so the next :func:`make` (or ``make_env``) builds the new task.
+    """
     if not spec.id.rsplit("-", 1)[-1].startswith("v"):
         raise ValueError(f"task id {spec.id!r} must end in a version such as '-v1'")
-    if spec.id in _REGISTRY and not overwrite:
-        raise ValueError(f"task id {spec.id!r} is already registered; pass overwrite=True to replace it")
-    _REGISTRY[spec.id] = spec
+    with _LOCK:
+        if spec.id in _REGISTRY and not overwrite:
+            raise ValueError(f"task id {spec.id!r} is already registered; pass overwrite=True to replace it")
+        _REGISTRY[spec.id] = spec
+        for key in [k for k in _CACHE if k[0] == spec.id]:
+            del _CACHE[key]
 
 
 def registry() -> dict[str, TaskSpec]:

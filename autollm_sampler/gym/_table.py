@@ -224,7 +224,7 @@ class TabularTask:
         metadata: TaskMetadata | None = None,
         cell_name: Callable[[Mapping[str, float]], str] | None = None,
         roles: Mapping[str, str] | None = None,
-        cost_unit: str = "run",
+        cost_unit: str | None = None,
     ) -> TabularTask:
         """Build a task from a sweep table.
 
@@ -236,11 +236,21 @@ class TabularTask:
             fidelity: the fidelity columns (a list), or ``{axis: column}``.
             objective: the outcome column.
             direction: ``"minimize"`` or ``"maximize"``.
-            cost: a cost column, a function of the row, a constant, or ``None`` (cost 1 per run).
+            cost: a cost column, a function of the row, a constant, or ``None``. A function receives the
+                row with its numbers parsed (``int``, ``float`` or ``bool``; other text stays a string),
+                keyed by column name, even when the table is a CSV file. ``None`` makes each run's cost the
+                product of its cell's fidelity values (so the cell that is largest on every axis is the most
+                expensive one, the default test target, and every smaller cell is its history); it needs
+                every fidelity value > 0 and a single most expensive cell, and raises ``ValueError`` otherwise.
             id: the task id.
             metadata: full metadata; by default built from ``objective``, ``direction``, ``cost_unit``.
             cell_name: names a cell from its fidelity dict; by default ``"axis=value,..."``.
             roles: parameter roles by name, overriding the name-based guess.
+            cost_unit: the unit of ``cost``; default ``"run"``, or ``"fidelity product"`` when ``cost=None``.
+
+        Raises:
+            ValueError: on missing columns, non-numeric fidelity/objective/cost values, a cost that is
+                negative or not finite, or ``cost=None`` without a usable fidelity product (see ``cost``).
 
         Each cell's search space is inferred from the values found in that cell: a categorical of the
         distinct values (ordered when numeric) per column parameter, and a simplex per column group.
@@ -257,7 +267,9 @@ class TabularTask:
             needed.add(cost)
         missing = sorted(needed - set(rows[0]))
         if missing:
-            raise ValueError(f"the table lacks column(s) {missing}; it has {sorted(rows[0])}")
+            raise ValueError(f"the table lacks column(s) {_short(missing, 200)}; it has {_short(sorted(rows[0]), 300)}")
+        if cost_unit is None:
+            cost_unit = "fidelity product" if cost is None else "run"
         meta = metadata or TaskMetadata(objective=objective, direction=direction, cost_unit=cost_unit)
         groups: dict[tuple[float, ...], list[Mapping[str, Any]]] = {}
         for r in rows:
@@ -267,7 +279,45 @@ class TabularTask:
             fid = dict(zip(fmap, fid_vals, strict=True))
             name = cell_name(fid) if cell_name else ",".join(f"{a}={v:.4g}" for a, v in fid.items())
             cells.append(_build_cell(name, fid, group, pmap, objective, direction, cost, roles or {}))
+        if cost is None:
+            _check_fidelity_product(cells)
         return cls(id, cells, meta)
+
+
+def _short(x: Any, n: int = 60) -> str:
+    """A bounded ``repr`` for error messages."""
+    r = repr(x)
+    return r if len(r) <= n else r[: n - 3] + "..."
+
+
+def _fidelity_product(name: str, fid: Mapping[str, float]) -> float:
+    bad = {a: v for a, v in fid.items() if not (math.isfinite(v) and v > 0)}
+    if bad:
+        raise ValueError(
+            f"cost=None makes each run's cost the product of its fidelity values, which needs values > 0; cell "
+            f"{_short(name)} has {_short(bad)}. Pass cost= (a column, a function of the row or a constant)"
+        )
+    return float(math.prod(fid.values()))
+
+
+def _check_fidelity_product(cells: Sequence[Cell]) -> None:
+    top = max(c.cost for c in cells)
+    tied = [c.name for c in cells if math.isclose(c.cost, top, rel_tol=1e-9)]
+    if len(tied) > 1:
+        raise ValueError(
+            f"cost=None makes each run's cost the product of its fidelity values, but cells {_short(tied, 120)} tie "
+            "for the largest, so no cell is the natural target. Pass cost= (a column, a function of the row or a "
+            "constant)"
+        )
+
+
+def _call_cost(cost: Callable[[Mapping[str, Any]], float], row: Mapping[str, Any]) -> float:
+    """``cost(row)`` with the row's numbers parsed (a CSV file gives text)."""
+    out = cost({k: _cell_value(v) for k, v in row.items()})
+    try:
+        return float(out)
+    except (TypeError, ValueError):
+        raise ValueError(f"the cost function returned {_short(out)}, not a number, for a row of the table") from None
 
 
 def _rows(table: Any) -> list[Mapping[str, Any]]:
@@ -285,7 +335,7 @@ def _num(x: Any, col: str) -> float:
     try:
         v = float(x)
     except (TypeError, ValueError):
-        raise ValueError(f"column {col!r}: {x!r} is not a number") from None
+        raise ValueError(f"column {_short(col)}: {_short(x)} is not a number") from None
     return v
 
 
@@ -346,17 +396,24 @@ def _build_cell(
     space = SearchSpace(params=params, direction=direction)
     values = np.array([_num(r[objective], objective) for r in group])
     if cost is None:
-        costs = np.ones(len(group))
+        costs = np.full(len(group), _fidelity_product(name, fid))
     elif isinstance(cost, str):
         costs = np.array([_num(r[cost], cost) for r in group])
     elif callable(cost):
-        costs = np.array([float(cost(r)) for r in group])
+        costs = np.array([_call_cost(cost, r) for r in group])
     else:
-        costs = np.full(len(group), float(cost))
+        costs = np.full(len(group), _num(cost, "cost"))
     keep = np.isfinite(values)
     if not keep.all():
         configs = [c for c, k in zip(configs, keep, strict=True) if k]
         values, costs = values[keep], costs[keep]
+    bad = ~(np.isfinite(costs) & (costs >= 0))
+    if bad.any():
+        i = int(np.argmax(bad))
+        raise ValueError(
+            f"cell {_short(name)}: the run {_short(configs[i], 120)} costs {float(costs[i])!r}; every run's cost "
+            "must be a finite number >= 0"
+        )
     return Cell(name=name, fidelity=fid, space=space, configs=configs, values=values, costs=costs)
 
 

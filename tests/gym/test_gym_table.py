@@ -89,3 +89,94 @@ def test_a_registered_custom_task_works_with_make_env_and_the_checker(
             check_env(gym.make_env("byo-sweep-v1", setting=setting, history=history, budget=4, sparse_n=5))
     with pytest.raises(ValueError, match="must end in a version"):
         gym.register(gym.TaskSpec("byo-sweep", build, "byo", "no version"))
+
+
+def _grid_rows(points: list[tuple[float, ...]], axes: tuple[str, ...] = ("n", "d")) -> list[dict[str, float]]:
+    return [{**dict(zip(axes, p, strict=True)), "lr": lr, "loss": 3.0 - 0.1 * sum(p) / 100 + lr}
+            for p in points for lr in (0.1, 0.2)]
+
+
+@pytest.mark.parametrize(
+    ("points", "axes", "target", "history"),
+    [
+        ([(4.0,), (1.0,), (2.0,)], ("n",), "n=4", ["n=1", "n=2"]),
+        ([(1.0, 10.0), (2.0, 10.0), (1.0, 20.0), (2.0, 20.0)], ("n", "d"), "n=2,d=20",
+         ["n=1,d=10", "n=2,d=10", "n=1,d=20"]),
+        # no cell is largest on every axis: the largest product is the target, smaller products its history
+        ([(1.0, 30.0), (2.0, 20.0), (1.0, 10.0)], ("n", "d"), "n=2,d=20", ["n=1,d=10", "n=1,d=30"]),
+    ],
+)
+def test_from_table_without_cost_targets_the_largest_fidelity(
+    points: list[tuple[float, ...]], axes: tuple[str, ...], target: str, history: list[str]
+) -> None:
+    task = gym.TabularTask.from_table(_grid_rows(points, axes), params=["lr"], fidelity=list(axes), objective="loss")
+    assert task.metadata.cost_unit == "fidelity product"
+    (exp,) = gym.experiments(task, "test")
+    assert exp.target == target and sorted(exp.history_cells) == sorted(history)
+    obs, _ = gym.LLMConfigEnv(task, exp.target).reset(seed=0)
+    assert len(obs.history) == 2 * len(history)  # every run of every cheaper cell
+
+
+@pytest.mark.parametrize(
+    ("points", "match"),
+    [
+        ([(1.0, 20.0), (2.0, 10.0)], r"tie for the largest"),
+        ([(0.0, 10.0), (1.0, 20.0)], r"needs values > 0; cell 'n=0,d=10'"),
+        ([(-1.0, 10.0), (1.0, 20.0)], r"needs values > 0"),
+    ],
+)
+def test_from_table_without_cost_refuses_an_ambiguous_target(points: list[tuple[float, ...]], match: str) -> None:
+    with pytest.raises(ValueError, match=match):
+        gym.TabularTask.from_table(_grid_rows(points), params=["lr"], fidelity=["n", "d"], objective="loss")
+    # a cost makes the same table valid
+    gym.TabularTask.from_table(_grid_rows(points), params=["lr"], fidelity=["n", "d"], objective="loss", cost=1.0)
+
+
+def test_the_cost_function_receives_parsed_numbers(tmp_path: Path) -> None:
+    path = tmp_path / "t.csv"
+    path.write_text("lr,n,bias,arch,loss\n0.1,1000,True,a,3.0\n0.2,1000,False,b,2.9\n0.1,2e3,False,a,2.5\n")
+    seen: list[dict[str, object]] = []
+
+    def cost(row: dict[str, object]) -> float:
+        seen.append(dict(row))
+        return 6.0 * row["n"] * (2 if row["bias"] else 1)  # type: ignore[operator]
+
+    task = gym.TabularTask.from_table(path, params=["lr", "bias", "arch"], fidelity=["n"], objective="loss", cost=cost)
+    assert seen[0] == {"lr": 0.1, "n": 1000, "bias": True, "arch": "a", "loss": 3.0}
+    assert type(seen[0]["n"]) is int and type(seen[2]["n"]) is float and seen[1]["bias"] is False
+    assert list(task.cell("n=1000").costs) == [12000.0, 6000.0] and list(task.cell("n=2000").costs) == [12000.0]
+
+
+@pytest.mark.parametrize(
+    ("cost", "match"),
+    [
+        (lambda r: "cheap", "the cost function returned 'cheap', not a number"),
+        (lambda r: -1.0, r"costs -1.0; every run's cost must be a finite number >= 0"),
+        (lambda r: float("nan"), r"costs nan"),
+        ("c", r"costs inf"),
+        ("x" * 500, r"lacks column"),
+    ],
+)
+def test_from_table_refuses_bad_costs(cost: object, match: str) -> None:
+    cols = {"lr": [0.1, 0.2], "n": [1, 1], "loss": [3.0, 2.9], "c": ["1", "inf"]}
+    with pytest.raises(ValueError, match=match) as err:
+        gym.TabularTask.from_table(cols, params=["lr"], fidelity=["n"], objective="loss", cost=cost)  # type: ignore[arg-type]
+    assert len(str(err.value)) < 600  # bounded, whatever the input
+
+
+def test_register_overwrite_rebuilds_the_task(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(_registry, "_REGISTRY", dict(_registry.registry()))
+    monkeypatch.setattr(_registry, "_CACHE", dict(_registry._CACHE))
+
+    def builder(offset: float) -> object:
+        def build() -> gym.TabularTask:
+            rows = [{"n": n, "lr": lr, "loss": offset + lr / n} for n in (1.0, 2.0) for lr in (0.1, 0.2)]
+            return gym.TabularTask.from_table(rows, params=["lr"], fidelity=["n"], objective="loss", id="swap-v1")
+        return build
+
+    gym.register(gym.TaskSpec("swap-v1", builder(1.0), "swap", "first", needs_raw=False))  # type: ignore[arg-type]
+    first = gym.make("swap-v1")
+    assert gym.make("swap-v1") is first and first.cell("n=2").optimum == pytest.approx(1.05)  # cached
+    gym.register(gym.TaskSpec("swap-v1", builder(5.0), "swap", "second", needs_raw=False), overwrite=True)  # type: ignore[arg-type]
+    assert gym.make("swap-v1").cell("n=2").optimum == pytest.approx(5.05)
+    assert gym.make_env("swap-v1", target="n=2").target.optimum == pytest.approx(5.05)
