@@ -603,6 +603,7 @@ class AutoLLMSearcher(Searcher):
             "target": dict(self._target),
             "space": self._space.model_dump(mode="json") if self._space is not None else None,
             "quantize": dict(self._quantize),
+            # constants only serve the fidelity-axis check of set_search_properties; others (objects) are not kept
             "constants": {k: v for k, v in self._constants.items() if _is_json(v)},
             "history": self._history.to_jsonl(),
             "live": {k: dict(v) for k, v in self._live.items()},
