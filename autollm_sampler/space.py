@@ -527,6 +527,51 @@ class SearchSpace(BaseModel):
             col += p.width
         return out
 
+    def snap_unit_many(self, u: np.ndarray) -> np.ndarray:
+        """Snap many unit-cube points onto the space at once; shape ``(n, width)`` in and out.
+
+        Row ``i`` of the result is, up to float rounding of continuous values, ``to_unit(from_unit(u[i]))``:
+        integers, step grids and categorical choices land on their grid, a simplex is renormalised. It
+        builds no configuration dicts, so the agent can snap and dedupe hundreds of candidates cheaply and
+        convert only the ones it picks with :meth:`from_unit`.
+        """
+        arr = np.asarray(u, dtype=float)
+        if arr.ndim != 2 or arr.shape[1] != self.width:
+            raise InvalidTrialError(f"unit points have shape {arr.shape}, expected (n, {self.width})")
+        out = np.clip(arr, 0.0, 1.0)
+        col = 0
+        for name, p in self.params.items():
+            x = out[:, col]
+            if isinstance(p, CategoricalParam):
+                pos = p.positions(p.resolved_role(name))
+                out[:, col] = pos[np.abs(x[:, None] - pos[None, :]).argmin(axis=1)]
+            elif isinstance(p, SimplexParam):
+                seg = out[:, col : col + p.width]
+                tot = seg.sum(axis=1, keepdims=True)
+                out[:, col : col + p.width] = np.where(tot > 0, seg / np.where(tot > 0, tot, 1.0), 1.0 / p.width)
+            elif isinstance(p, IntParam):
+                if p.high == p.low:
+                    out[:, col] = 0.5
+                else:
+                    lo, hi = float(p.low), float(p.high)
+                    v = np.exp(math.log(lo) + x * (math.log(hi) - math.log(lo))) if p.log else lo + x * (hi - lo)
+                    k = np.clip(np.round((v - lo) / p.step), 0, (p.high - p.low) // p.step)
+                    iv = lo + k * p.step
+                    if p.log:
+                        out[:, col] = np.clip((np.log(iv) - math.log(lo)) / (math.log(hi) - math.log(lo)), 0, 1)
+                    else:
+                        out[:, col] = np.clip((iv - lo) / (hi - lo), 0, 1)
+            elif isinstance(p, FloatParam):
+                if p.high == p.low or (p.log and math.log(p.high) == math.log(p.low)):
+                    out[:, col] = 0.5
+                elif p.step is not None and math.isfinite(p.high - p.low):
+                    span = p.high - p.low
+                    k_max = math.floor(span / p.step + 1e-9)
+                    k = np.clip(np.round(x * span / p.step), 0, k_max)
+                    out[:, col] = np.clip(k * p.step / span, 0, 1)
+            col += p.width
+        return out
+
     def from_unit(self, u: Sequence[float] | np.ndarray) -> dict[str, Any]:
         """Map a unit-cube point to the nearest valid configuration (snapping included)."""
         arr = np.asarray(u, dtype=float)
