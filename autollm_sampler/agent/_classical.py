@@ -16,7 +16,7 @@ from autollm_sampler.history import History, fidelity_key
 from autollm_sampler.space import SearchSpace
 from autollm_sampler.strategies import nearest_cell, random_proposals, transfer_proposals
 
-__all__ = ["ClassicalAgent", "config_key_or_none", "tried_keys"]
+__all__ = ["ClassicalAgent", "config_key_or_none", "tried_configs", "tried_keys"]
 
 
 def config_key_or_none(space: SearchSpace, params: Mapping[str, Any]) -> tuple[Any, ...] | None:
@@ -25,6 +25,23 @@ def config_key_or_none(space: SearchSpace, params: Mapping[str, Any]) -> tuple[A
         return space.config_key(params)
     except (KeyError, TypeError, ValueError):
         return None
+
+
+def tried_configs(history: History, space: SearchSpace, target: Mapping[str, float],
+                  pending: Sequence[Mapping[str, Any]], *, complete_only: bool = False) -> list[Mapping[str, Any]]:
+    """Configurations already run (or running, unless ``complete_only``) at the target fidelity, plus ``pending``;
+    only those that are whole configurations of ``space`` (valid for :meth:`SearchSpace.to_unit`)."""
+    tkey = fidelity_key(target)
+    configs = [t.params for t in history.trials
+               if (fidelity_key(t.fidelity) == tkey or not t.fidelity) and (t.state == "complete" or not complete_only)]
+    out = []
+    for c in [*configs, *pending]:
+        try:
+            space.to_unit(c)
+        except (KeyError, TypeError, ValueError):  # InvalidTrialError is a ValueError
+            continue
+        out.append(c)
+    return out
 
 
 def tried_keys(history: History, space: SearchSpace, target: Mapping[str, float], pending: Sequence[Mapping[str, Any]],

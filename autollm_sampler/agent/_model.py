@@ -45,7 +45,7 @@ import numpy as np
 
 from autollm_sampler.agent._adapt import correct, evidence, select
 from autollm_sampler.agent._base import Agent, Proposal
-from autollm_sampler.agent._classical import config_key_or_none, tried_keys
+from autollm_sampler.agent._classical import config_key_or_none, tried_configs, tried_keys
 from autollm_sampler.agent._features import D_MAX, F_AX, N_CH, N_SCAL, Encoded, encode, with_queries
 from autollm_sampler.agent._numpy_net import NumpyPolicyNet
 from autollm_sampler.exceptions import CheckpointError
@@ -79,6 +79,12 @@ class AgentModelConfig:
             )
         if not 1 <= self.max_params <= D_MAX:
             raise ValueError(f"max_params must be in [1, {D_MAX}], got {self.max_params}")
+
+
+def unit_keys(units: np.ndarray) -> np.ndarray:
+    """One hashable key per row of unit points (rounded to 1e-9, so equal snapped points share a key)."""
+    r = np.ascontiguousarray(np.round(np.asarray(units, float), 9) + 0.0)
+    return r.view(np.dtype((np.void, r.dtype.itemsize * max(r.shape[1], 1)))).ravel() if r.shape[1] else np.zeros(len(r), "V1")
 
 
 def pad_arrays(items: Sequence[Mapping[str, Any]], labels: Sequence[str] = ()) -> dict[str, np.ndarray]:
@@ -262,8 +268,9 @@ class TransformerAgent(Agent):
     # ------------------------------------------------------------------ proposing
     def candidates(
         self, enc_probe: Encoded, space: SearchSpace, history: History, rng: np.random.Generator
-    ) -> tuple[np.ndarray, list[dict[str, Any]]]:
-        """Candidate points in the unit cube when the caller gives no finite list."""
+    ) -> np.ndarray:
+        """Candidate points in the unit cube when the caller gives no finite list: snapped onto the space
+        (:meth:`SearchSpace.snap_unit_many`) and deduplicated, first occurrence kept."""
         W = space.width
         cfg = self.cfg
         pts = [rng.random((cfg.n_random_candidates, W))]
@@ -273,17 +280,9 @@ class TransformerAgent(Agent):
             scale = 0.03 if j == 0 else 0.06
             pts.append(np.clip(centre + rng.normal(0, scale, (cfg.n_local_candidates // max(len(centres), 1) + 1, W)), 0, 1))
             pts.append(centre[None])
-        raw = np.concatenate(pts)
-        # snap through the space so every candidate is valid, then dedupe
-        configs = [space.from_unit(u) for u in raw]
-        seen: set[Any] = set()
-        keep: list[dict[str, Any]] = []
-        for cfg_ in configs:
-            key = space.config_key(cfg_)
-            if key not in seen:
-                seen.add(key)
-                keep.append(cfg_)
-        return np.stack([space.to_unit(c) for c in keep]), keep
+        units = space.snap_unit_many(np.concatenate(pts))
+        first = np.unique(unit_keys(units), return_index=True)[1]
+        return units[np.sort(first)]  # type: ignore[no-any-return]
 
     def score(
         self, history: History, space: SearchSpace, target: Mapping[str, float], units: np.ndarray, *, base: Encoded | None = None
@@ -323,16 +322,20 @@ class TransformerAgent(Agent):
         if not report.ok:
             reason = "input outside the training distribution: " + "; ".join(report.reasons)
             return self.fall_back("ood", reason, history, space, target, n, rng, candidates, pending)
-        exclude = tried_keys(history, space, target, pending)
         base = encode(history, space, target, np.zeros((0, space.width)))
+        configs: list[dict[str, Any]] | None
         if candidates is not None and len(candidates) > 0:
+            exclude = tried_keys(history, space, target, pending)
             configs, units, keys = self._candidate_table(space, candidates)
-        else:
-            units, configs = self.candidates(base, space, history, rng)
-            keys = [space.config_key(c) for c in configs]
-        untried = [i for i, k in enumerate(keys) if k not in exclude]
+            untried = [i for i, k in enumerate(keys) if k not in exclude]
+        else:  # generated candidates: compared with the tried configurations in the unit cube, no dicts
+            configs = None
+            units = self.candidates(base, space, history, rng)
+            tried = tried_configs(history, space, target, pending)
+            seen = set(unit_keys(space.to_unit_many(tried)).tolist()) if tried else set()
+            untried = [i for i, k in enumerate(unit_keys(units).tolist()) if k not in seen]
         if not untried:  # everything tried: allow repeats rather than fail
-            untried = list(range(len(configs)))
+            untried = list(range(len(units)))
         enc, score, value, std = self.score(history, space, target, units[untried], base=base)
         if self.adapt and self.temperature == 0:
             value, std, order = self._adapt(history, space, target, base, units[untried], score, value, std, pending, n)
@@ -342,7 +345,7 @@ class TransformerAgent(Agent):
         for j in order:
             i = untried[j]
             out.append(Proposal(
-                params=configs[i],
+                params=configs[i] if configs is not None else space.from_unit(units[i]),
                 predicted_value=float(value[j]),
                 predicted_std=float(std[j]),
                 rationale=self._rationale(enc, space, target, units[i], float(value[j]), float(std[j]), history),
