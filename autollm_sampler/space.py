@@ -31,12 +31,21 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from collections.abc import Mapping, Sequence
 from functools import lru_cache
 from typing import Annotated, Any, Literal, Union
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    TypeAdapter,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from autollm_sampler.exceptions import InvalidSpaceError, InvalidTrialError
 
@@ -44,6 +53,7 @@ __all__ = [
     "ROLES",
     "LOG_ROLES",
     "infer_role",
+    "check_role",
     "FloatParam",
     "IntParam",
     "CategoricalParam",
@@ -76,36 +86,97 @@ LOG_ROLES = frozenset({"lr", "batch_size", "weight_decay", "kl_coef", "width"})
 #: Tolerance on the sum of simplex weights.
 SIMPLEX_TOL = 1e-3
 
-_ROLE_PATTERNS: tuple[tuple[str, tuple[str, ...]], ...] = (
-    ("lr", ("learning_rate", "lr")),
-    ("batch_size", ("batch_size", "bs", "batch")),
-    ("weight_decay", ("weight_decay", "wd")),
-    ("warmup", ("warmup",)),
-    ("kl_coef", ("kl", "beta")),
-    ("temperature", ("temperature", "temp")),
-    ("group_size", ("group_size", "num_generations", "group")),
-    ("mlp_ratio", ("mlp_ratio", "ffn_ratio", "mlp")),
-    ("heads", ("heads", "num_heads", "n_head", "numh")),
-    ("depth", ("depth", "layers", "n_layer", "num_layers", "numl")),
-    ("width", ("width", "hidden", "embed", "d_model", "n_embd", "h")),
-    ("mixture", ("mixture", "weights", "ratio", "mix")),
-    ("dropout", ("dropout",)),
-    ("bias", ("bias",)),
+_LR = ("lr", "learning_rate", "learningrate")
+#: Tokens that make an ``lr`` name a schedule setting rather than a learning rate (``lr_decay_iters``,
+#: ``min_lr_ratio``, ``lr_scheduler_type``, ``muon_to_adam_lr``): such names get the role ``other``.
+_LR_SETTING = (
+    "schedule", "scheduler", "sched", "decay", "type", "style", "policy", "iters", "iter", "steps", "step",
+    "epochs", "ratio", "frac", "fraction", "factor", "mult", "multiplier", "scale", "to", "cycle", "cooldown",
+    "gamma", "patience", "power", "milestones", "restarts", "interval", "anneal", "annealing",
 )
+
+#: How :func:`infer_role` reads a name, first matching rule wins. Each rule is ``(role, keys, with_any,
+#: unless_any)``: the name's tokens (split at ``_ - .``, spaces and camelCase, lower-cased) must contain one
+#: of ``keys`` (a key ``"a_b"`` is the consecutive tokens ``a``, ``b``), and one of ``with_any`` when that is
+#: given, and none of ``unless_any``.
+_ROLE_PATTERNS: tuple[tuple[str, tuple[str, ...], tuple[str, ...], tuple[str, ...]], ...] = (
+    ("dropout", ("dropout", "pdrop", "drop_path", "drop_rate", "drop_prob"), (), ()),
+    ("warmup", ("warmup",), (), ()),
+    ("weight_decay", ("weight_decay", "weights_decay", "weightdecay", "wd"), (), ()),
+    ("other", _LR, _LR_SETTING, ()),
+    ("lr", _LR, (), ()),
+    ("batch_size", ("batch_size", "batchsize", "bs", "bsz", "batch"), (), ("norm",)),
+    ("kl_coef", ("kl", "kl_coef", "beta"), (), ("adam", "adamw", "momentum", "optim", "optimizer")),
+    ("temperature", ("temperature", "temp"), (), ()),
+    ("group_size", ("group_size", "num_generations", "group"), (), ()),
+    ("mlp_ratio", ("mlp_ratio", "ffn_ratio", "mlp", "ffn", "ff"), (), ("size", "dim", "hidden", "width", "d")),
+    ("heads", ("heads", "n_head", "num_head", "nhead", "numh"), (), ()),
+    ("depth", ("depth", "layers", "n_layer", "num_layer", "nlayers", "numl"), (), ()),
+    (
+        "width",
+        ("width", "hidden", "embed", "embd", "d_model", "dmodel", "h", "dim", "d_ff", "intermediate",
+         "embedding_dim", "embedding_size"),
+        (),
+        ("act", "activation"),
+    ),
+    ("mixture", ("mixture", "mix", "weights", "ratio"), (), ("decay", "cooldown", "anneal", "schedule", "scheduler")),
+    ("bias", ("bias",), (), ()),
+)
+
+_CAMEL = re.compile(r"([a-z0-9])([A-Z])")
+_SPLIT = re.compile(r"[^a-z0-9]+")
+
+
+def _name_tokens(name: str) -> tuple[str, ...]:
+    return tuple(t for t in _SPLIT.split(_CAMEL.sub(r"\1_\2", name).lower()) if t)
+
+
+def _has_key(tokens: tuple[str, ...], key: str) -> bool:
+    parts = key.split("_")
+    n = len(parts)
+    return any(list(tokens[i : i + n]) == parts for i in range(len(tokens) - n + 1))
 
 
 @lru_cache(maxsize=4096)
 def infer_role(name: str) -> str:
-    """Guess a parameter's role from its name (``"peak_lr"`` -> ``"lr"``); ``"other"`` if unsure."""
-    tokens = [t for t in name.lower().replace("-", "_").replace(".", "_").split("_") if t]
-    lowered = name.lower()
-    for role, keys in _ROLE_PATTERNS:
-        for key in keys:
-            if "_" in key and key in lowered:
-                return role
-            if key in tokens:
-                return role
+    """Guess a parameter's role from its name (``"peak_lr"`` -> ``"lr"``); ``"other"`` if unsure.
+
+    The name is split into words at ``_``, ``-``, ``.``, spaces and camelCase, and read with the ordered
+    rules of ``_ROLE_PATTERNS``: ``hidden_dropout_prob`` is ``dropout``, ``lr_warmup_steps`` ``warmup``,
+    ``min_lr_ratio`` and ``lr_scheduler_type`` ``other`` (schedule settings, not learning rates),
+    ``num_attention_heads`` ``heads``, ``n_embd`` ``width``. Pass ``role=`` to override the guess.
+
+    Example:
+        >>> [infer_role(n) for n in ("learning_rate", "per_device_train_batch_size", "embed_dropout", "n_layer")]
+        ['lr', 'batch_size', 'dropout', 'depth']
+    """
+    tokens = _name_tokens(str(name))
+    token_set = set(tokens)
+    for role, keys, with_any, unless_any in _ROLE_PATTERNS:
+        if with_any and token_set.isdisjoint(with_any):
+            continue
+        if unless_any and not token_set.isdisjoint(unless_any):
+            continue
+        if any(_has_key(tokens, k) for k in keys):
+            return role
     return "other"
+
+
+def check_role(role: str) -> str:
+    """``role`` as a known role name; case and surrounding spaces are ignored (``" LR "`` -> ``"lr"``).
+
+    Raises:
+        ValueError: for an unknown role, listing the valid roles (and the likely one when the name says).
+    """
+    if not isinstance(role, str):
+        raise ValueError(f"a role must be a string, one of {', '.join(ROLES)}; got {type(role).__name__}")
+    norm = role.strip().lower()
+    if norm in ROLES:
+        return norm
+    shown = role if len(role) <= 60 else role[:57] + "..."
+    hint = infer_role(role)
+    suggestion = f"; did you mean {hint!r}?" if hint != "other" else ""
+    raise ValueError(f"unknown role {shown!r}: use one of {', '.join(ROLES)}{suggestion}")
 
 
 def _is_number(x: Any) -> bool:
@@ -124,6 +195,11 @@ def _finite(name: str, value: Any) -> float:
 class _ParamBase(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
     role: str | None = None
+
+    @field_validator("role")
+    @classmethod
+    def _known_role(cls, v: str | None) -> str | None:
+        return None if v is None else check_role(v)
 
     def resolved_role(self, name: str) -> str:
         role = self.role or infer_role(name)
