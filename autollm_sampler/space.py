@@ -29,7 +29,6 @@ Example:
 
 from __future__ import annotations
 
-import json
 import math
 import re
 from collections.abc import Mapping, Sequence
@@ -47,6 +46,7 @@ from pydantic import (
     model_validator,
 )
 
+from autollm_sampler._io import JSONInputError, loads_json, short_repr
 from autollm_sampler.exceptions import InvalidSpaceError, InvalidTrialError
 
 __all__ = [
@@ -185,8 +185,11 @@ def _is_number(x: Any) -> bool:
 
 def _finite(name: str, value: Any) -> float:
     if not _is_number(value):
-        raise InvalidTrialError(f"parameter {name!r}: expected a number, got {value!r}")
-    v = float(value)
+        raise InvalidTrialError(f"parameter {name!r}: expected a number, got {short_repr(value)}")
+    try:
+        v = float(value)
+    except OverflowError:
+        raise InvalidTrialError(f"parameter {name!r}: the integer {short_repr(value)} is too large for a number") from None
     if not math.isfinite(v):
         raise InvalidTrialError(f"parameter {name!r}: value {value!r} is not finite; use a real number")
     return v
@@ -508,7 +511,12 @@ class SearchSpace(BaseModel):
     # ----------------------------------------------------------------- construction
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> SearchSpace:
-        """Build a space from plain data (the CLI's YAML/JSON format), with readable errors."""
+        """Build a space from plain data (the CLI's YAML/JSON format), with readable, bounded errors."""
+        if not isinstance(data, Mapping):
+            raise InvalidSpaceError(
+                f"a search space must be a mapping with 'params' (and 'direction'), got {type(data).__name__}"
+            )
+        check_plain_data(data)
         try:
             return cls.model_validate(dict(data))
         except ValidationError as exc:
@@ -517,9 +525,10 @@ class SearchSpace(BaseModel):
     @classmethod
     def from_json(cls, text: str) -> SearchSpace:
         try:
-            data = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise InvalidSpaceError(f"search space is not valid JSON: {exc}") from None
+            data = loads_json(text)
+        except JSONInputError as exc:
+            where = f", line {exc.lineno}" if exc.lineno else ""
+            raise InvalidSpaceError(f"search space{where}: {exc.msg}") from None
         return cls.from_dict(data)
 
     def to_json(self) -> str:
@@ -695,14 +704,42 @@ class SearchSpace(BaseModel):
         return total
 
 
+#: At most this many problems are listed in one validation message (the count of the rest is given).
+MAX_ERRORS_SHOWN = 5
+
+
 def _format_validation_error(what: str, exc: ValidationError) -> str:
+    """One bounded line per problem (the first :data:`MAX_ERRORS_SHOWN`), quoting input with :func:`short_repr`."""
+    errors = exc.errors(include_url=False)
     parts = []
-    for err in exc.errors():
+    for err in errors[:MAX_ERRORS_SHOWN]:
         loc = ".".join(str(x) for x in err.get("loc", ()))
         msg = err.get("msg", "invalid")
-        val = err.get("input")
-        parts.append(f"{loc}: {msg} (got {val!r})" if loc else f"{msg} (got {val!r})")
+        got = short_repr(err.get("input"))
+        parts.append(f"{loc}: {msg} (got {got})" if loc else f"{msg} (got {got})")
+    if len(errors) > MAX_ERRORS_SHOWN:
+        parts.append(f"and {len(errors) - MAX_ERRORS_SHOWN} more")
     return f"invalid {what}: " + "; ".join(parts)
+
+
+def check_plain_data(data: Any, where: str = "") -> None:
+    """Refuse numbers plain data cannot hold: integers beyond a float's range (``10**400``).
+
+    Raises:
+        InvalidSpaceError: naming the field (``params.lr.high``).
+    """
+    stack: list[tuple[Any, str]] = [(data, where)]
+    while stack:
+        x, at = stack.pop()
+        if isinstance(x, Mapping):
+            stack.extend((v, f"{at}.{k}" if at else str(k)) for k, v in x.items())
+        elif isinstance(x, (list, tuple)):
+            stack.extend((v, f"{at}[{i}]") for i, v in enumerate(x))
+        elif isinstance(x, int) and not isinstance(x, bool) and x.bit_length() > 1000:
+            raise InvalidSpaceError(
+                f"field {short_repr(at or '(top level)', 120)}: an integer of {x.bit_length()} bits is too large "
+                "for a number (a float ends near 1.8e308)"
+            )
 
 
 def parse_param(data: Mapping[str, Any]) -> Param:
@@ -714,7 +751,13 @@ def parse_param(data: Mapping[str, Any]) -> Param:
 
 
 class Projector:
-    """Fast, reusable :func:`project_unit` into one destination space (axis tables precomputed)."""
+    """Fast, reusable :func:`project_unit` into one destination space (axis tables precomputed).
+
+    A value it cannot place raises :class:`InvalidTrialError` naming the parameter: text or a bool for a
+    number, a non-finite number, a choice ``dst`` does not have, a simplex value that is not a mapping of
+    finite weights >= 0 with a positive sum. Nothing is replaced by a guess; only a *missing* parameter is
+    filled in (see :func:`project_unit`).
+    """
 
     def __init__(self, dst: SearchSpace) -> None:
         self.dst = dst
@@ -753,28 +796,9 @@ class Projector:
         for name, p in dst.params.items():
             if name not in params:
                 continue
-            v = params[name]
-            u: list[float] | None = None
-            axis = self._axes[name]
-            if isinstance(p, SimplexParam):
-                if isinstance(v, Mapping):
-                    w = np.array([max(float(v.get(c, 0.0)), 0.0) for c in p.components])
-                    u = list(w / w.sum()) if w.sum() > 0 else None
-            elif axis is not None and _is_number(v):
-                vals, pos, use_log = axis
-                x = float(v)
-                if use_log:
-                    x = math.log(x) if x > 0 else -1e300
-                u = [float(np.interp(x, vals, pos))] if len(vals) > 1 else [float(pos[0])]
-            else:
-                try:
-                    cv = p.validate_value(name, v)
-                    u = p.to_unit(cv, p.resolved_role(name)) if isinstance(p, CategoricalParam) else p.to_unit(cv)
-                except InvalidTrialError:
-                    u = None
-            if u is not None:
-                carried[name] = u
-                by_role.setdefault(p.resolved_role(name), []).extend(u)
+            u = self._place(name, p, params[name])
+            carried[name] = u
+            by_role.setdefault(p.resolved_role(name), []).extend(u)
         out: list[float] = []
         for name, p in dst.params.items():
             if name in carried:
@@ -785,6 +809,50 @@ class Projector:
                 pool = by_role.get(p.resolved_role(name))
                 out.append(float(np.mean(pool)) if pool else 0.5)
         return np.asarray(out, dtype=float)
+
+    def _place(self, name: str, p: Any, v: Any) -> list[float]:
+        """Unit coordinates of one value; a value that cannot be read raises (it is never guessed)."""
+        if isinstance(p, SimplexParam):
+            if not isinstance(v, Mapping):
+                raise InvalidTrialError(
+                    f"parameter {name!r}: a simplex value must be a {{component: weight}} mapping, got {short_repr(v)}"
+                )
+            ws = []
+            for c in p.components:
+                w = v.get(c, 0.0)
+                if not _is_number(w) or not math.isfinite(float(w)) or float(w) < 0:
+                    raise InvalidTrialError(
+                        f"parameter {name!r}: weight of {short_repr(c)} is {short_repr(w)}; give a finite number >= 0"
+                    )
+                ws.append(float(w))
+            total = sum(ws)
+            if total <= 0:
+                raise InvalidTrialError(
+                    f"parameter {name!r}: the weights of {short_repr(list(p.components))} sum to 0; nothing to carry over"
+                )
+            return [w / total for w in ws]  # components matched by name; weights of other components are not ours
+        axis = self._axes[name]
+        if axis is not None and _is_number(v):
+            x = float(v)
+            if not math.isfinite(x):
+                raise InvalidTrialError(f"parameter {name!r}: value {short_repr(v)} is not finite")
+            vals, pos, use_log = axis
+            if use_log:
+                x = math.log(x) if x > 0 else -1e300
+            return [float(np.interp(x, vals, pos))] if len(vals) > 1 else [float(pos[0])]
+        if isinstance(p, CategoricalParam):
+            idx = _categorical_lookup(p._cache_key()).get(_choice_key(v)) if _is_plain_choice(v) else None
+            if idx is None:
+                raise InvalidTrialError(
+                    f"parameter {name!r}: value {short_repr(v)} is not one of the choices "
+                    f"{short_repr(list(p.choices), 200)}"
+                )
+            return [float(p.positions(p.resolved_role(name))[idx])]
+        raise InvalidTrialError(f"parameter {name!r}: expected a number, got {short_repr(v)}")
+
+
+def _is_plain_choice(v: Any) -> bool:
+    return isinstance(v, (bool, int, float, str, np.integer, np.floating, np.bool_))
 
 
 _PROJECTORS: dict[int, tuple[SearchSpace, Projector]] = {}
@@ -817,5 +885,8 @@ def project_unit(params: Mapping[str, Any], src: SearchSpace | None, dst: Search
     parameters with the same role, else the centre. This is how evidence moves between cells whose value
     sets differ (e.g. HW-GPT-Bench S -> L). ``src`` is accepted for symmetry and may be ``None``. Use
     :class:`Projector` to project many configurations into one space.
+
+    Raises:
+        InvalidTrialError: for a value that cannot be placed (see :class:`Projector`).
     """
     return Projector(dst)(params)
