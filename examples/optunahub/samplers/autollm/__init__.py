@@ -1,0 +1,3 @@
+from .sampler import AutoLLMSampler
+
+__all__ = ["AutoLLMSampler"]
