@@ -42,7 +42,7 @@ def python_blocks(path: Path, rel: str | None = None) -> list[Block]:
     i = 0
     while i < len(lines):
         m = FENCE.match(lines[i])
-        if not m:
+        if not m or (m["fence"][0] == "`" and "`" in m["info"]):  # a backtick fence's info has no backtick
             i += 1
             continue
         fence, words = m["fence"], m["info"].split()
@@ -106,7 +106,7 @@ def test_blocks_are_found_and_marked_sensibly() -> None:
 def test_parser_reads_fences_flags_and_indentation(tmp_path: Path) -> None:
     page = tmp_path / "probe.md"
     page.write_text("text\n```python\nx = 1\n```\n\n1. item\n\n   ```python slow\n   y = x + 1\n   ```\n"
-                    "```bash\nls\n```\n````python no-run\n```\nnot the end\n````\n")
+                    "```bash\nls\n```\n````python no-run\n```\nnot the end\n````\n```` ```python ```` inline, no fence\n")
     got = python_blocks(page, "probe.md")
     assert [(b.line, sorted(b.flags), b.code) for b in got] == [
         (3, [], "x = 1"), (9, ["slow"], "y = x + 1"), (15, ["no-run"], "```\nnot the end")]
