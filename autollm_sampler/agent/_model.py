@@ -48,6 +48,7 @@ from autollm_sampler.agent._base import Agent, Proposal
 from autollm_sampler.agent._classical import config_key_or_none, tried_configs, tried_keys
 from autollm_sampler.agent._features import D_MAX, F_AX, N_CH, N_SCAL, Encoded, encode, with_queries
 from autollm_sampler.agent._numpy_net import NumpyPolicyNet
+from autollm_sampler.agent._rationale import explain_choice, model_rationale  # noqa: F401  (explain_choice: re-exported)
 from autollm_sampler.exceptions import CheckpointError
 from autollm_sampler.history import History, fidelity_key
 from autollm_sampler.space import SearchSpace
@@ -411,59 +412,7 @@ class TransformerAgent(Agent):
             picks.append(picks[-1] if picks else 0)
         return [int(i) for i in picks]
 
-    def _rationale(self, enc: Encoded, space: SearchSpace, target: Mapping[str, float], u: np.ndarray, value: float, std: float, history: History) -> str:
-        return explain_choice(enc, space, target, u, value, std)
-
-
-def explain_choice(enc: Encoded, space: SearchSpace, target: Mapping[str, float], u: np.ndarray, value: float, std: float) -> str:
-    """A short plain-words rationale citing the evidence the serializer extracted."""
-    parts: list[str] = []
-    cheap = sorted((c for c in enc.cells if not c.is_target), key=lambda c: -float(np.sum(c.deltas)))
-    tgt = next((c for c in enc.cells if c.is_target), None)
-    names = space.names
-    if cheap:
-        parts.append(f"Read {sum(c.n for c in cheap)} low-fidelity runs in {len(cheap)} cells.")
-        trends = []
-        for name in names[:3]:
-            p = space.params[name]
-            if p.width != 1:
-                continue
-            i = names.index(name) if all(space.params[m].width == 1 for m in names) else None
-            if i is None:
-                continue
-            lo = space.from_unit(np.where(np.arange(space.width) == i, cheap[-1].soft_opt, enc.extrap))[name]
-            hi = space.from_unit(np.where(np.arange(space.width) == i, cheap[0].soft_opt, enc.extrap))[name]
-            ex = space.from_unit(enc.extrap)[name]
-            if len(cheap) > 1:
-                trends.append(f"best {name} {_fmt(lo)} at {_fid(cheap[-1].fidelity)} and {_fmt(hi)} at {_fid(cheap[0].fidelity)}, "
-                              f"extrapolated to {_fmt(ex)} at the target")
-            else:
-                trends.append(f"best {name} {_fmt(hi)} at {_fid(cheap[0].fidelity)}, carried to the target as {_fmt(ex)}")
-        if trends:
-            text = "; ".join(trends)
-            parts.append(text[0].upper() + text[1:] + ".")
-        elif any(space.params[n].width > 1 for n in names):
-            parts.append("Mixture weights follow the trend of the cheaper cells' best mixtures.")
-    else:
-        parts.append("No low-fidelity evidence; the model falls back on its prior over LLM-like landscapes.")
-    if tgt is not None:
-        parts.append(f"{tgt.n} target runs so far, best {tgt.best_value:.4g}.")
-    dist = float(np.sqrt(np.mean((u - enc.extrap) ** 2)))
-    where = "at" if dist < 0.02 else ("near" if dist < 0.1 else "away from")
-    parts.append(f"This candidate lies {where} the extrapolated optimum (distance {dist:.2f} in the unit cube).")
-    if math.isfinite(value):
-        parts.append(f"Predicted outcome {value:.4g} +/- {std:.2g}.")
-    return " ".join(parts)
-
-
-def _fid(f: Mapping[str, float]) -> str:
-    return "(" + ", ".join(f"{k}={v:.3g}" for k, v in f.items()) + ")"
-
-
-def _fmt(v: Any) -> str:
-    if isinstance(v, float):
-        return f"{v:.3g}"
-    return str(v)
+    _rationale = model_rationale
 
 
 def _sha256(path: Path) -> str:

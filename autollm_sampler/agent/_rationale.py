@@ -1,0 +1,246 @@
+"""The plain-words rationale of the embedded agent's proposals, built from what the history shows.
+
+Every number in a rationale can be traced back: run counts and best outcomes are read from the history;
+a parameter's "best run" value is the parameter of the cell's best completed run (the same run the
+``explain`` summaries name); the "weighted optimum" of a cell is the rank-weighted mean of its top runs
+(what the serializer fits, :func:`autollm_sampler.agent._features.encode`); the extrapolation is that fit
+at the target, snapped onto the space; predictions are the model's (and, once target runs exist, the
+adaptation's, :mod:`autollm_sampler.agent._adapt`). Parameters are described by role, learning rate first,
+then batch size, then the others in declared order. A proposal away from the extrapolated optimum says
+why: the model's prediction there against at the extrapolation, and which step chose it.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from autollm_sampler.agent._features import CellSummary, Encoded
+from autollm_sampler.history import History, Trial, fidelity_key
+from autollm_sampler.space import SearchSpace, SimplexParam
+
+__all__ = ["explain_choice", "model_rationale", "ordered_names", "MAX_DESCRIBED"]
+
+#: at most this many parameters are described one by one (the rest are counted)
+MAX_DESCRIBED = 3
+_ROLE_RANK = {"lr": 0, "batch_size": 1}
+
+
+def ordered_names(space: SearchSpace) -> list[str]:
+    """Parameter names by importance of their role: learning rate, batch size, then declared order."""
+    names = list(space.names)
+    return sorted(names, key=lambda n: (_ROLE_RANK.get(space.role_of(n), 2), names.index(n)))
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}" if n == 1 else f"{n} {word}s"
+
+
+def _fmt(v: Any) -> str:
+    if isinstance(v, bool) or not isinstance(v, (int, float, np.integer, np.floating)):
+        return str(v)
+    if isinstance(v, (int, np.integer)):
+        return str(int(v))
+    return f"{float(v):.3g}"
+
+
+def _fid(f: Mapping[str, float]) -> str:
+    return ", ".join(f"{k}={float(v):.3g}" for k, v in f.items()) or "the target"
+
+
+def _scale(fid: Mapping[str, float]) -> float:
+    return float(sum(math.log(v) if v > 0 else 0.0 for v in fid.values()))
+
+
+def _best_trial(trials: Sequence[Trial], sign: float) -> Trial | None:
+    done = [t for t in trials if t.is_complete and t.value is not None]
+    return min(done, key=lambda t: sign * float(t.value)) if done else None  # type: ignore[arg-type]
+
+
+class _Cell:
+    """One cheaper cell as the rationale cites it: its best completed run and the serializer's summary."""
+
+    def __init__(self, fid: dict[str, float], n: int, best: Trial, summary: CellSummary | None) -> None:
+        self.fid, self.n, self.best, self.summary = fid, n, best, summary
+
+
+def _cheap_cells(history: History, space: SearchSpace, target: Mapping[str, float], enc: Encoded) -> list[_Cell]:
+    tkey = fidelity_key(target)
+    by_key = {fidelity_key(c.fidelity): c for c in enc.cells if not c.is_target}
+    out = []
+    for key, trials in history.cells().items():
+        if key == tkey or not key:
+            continue
+        best = _best_trial(trials, space.sign)
+        if best is None:
+            continue
+        n = sum(t.is_complete and t.value is not None for t in trials)
+        out.append(_Cell(dict(key), n, best, by_key.get(key)))
+    return sorted(out, key=lambda c: _scale(c.fid))
+
+
+def _shown(cells: Sequence[_Cell]) -> list[_Cell]:
+    """The cells a parameter's sentence names: the smallest and the largest."""
+    return list(cells) if len(cells) <= 2 else [cells[0], cells[-1]]
+
+
+def _where(cells: Sequence[_Cell], shown: Sequence[_Cell]) -> list[str]:
+    if len(cells) <= 2:
+        return [f"({_fid(c.fid)})" for c in shown]
+    return [f"(smallest cell, {_fid(shown[0].fid)})", f"(largest of {len(cells)} cells, {_fid(shown[1].fid)})"]
+
+
+def _param_sentence(name: str, space: SearchSpace, cells: Sequence[_Cell], n_fit: int, ex_cfg: Mapping[str, Any],
+                    prop: Mapping[str, Any]) -> str:
+    shown = _shown(cells)
+    where = _where(cells, shown)
+    bests = [c.best.params.get(name) for c in shown]
+    soft = [space.from_unit(c.summary.soft_opt)[name] if c.summary is not None else None for c in shown]
+    p = space.params[name]
+    if isinstance(p, SimplexParam):
+        return _simplex_sentence(name, p, shown, where, bests, soft, n_fit, ex_cfg, prop)
+    runs = " and ".join(f"{_fmt(b)} {w}" for b, w in zip(bests, where, strict=True) if b is not None)
+    parts = [f"{name}: best run {runs}" if runs else f"{name}: no best run sets it"]
+    if any(s is not None for s in soft) and [_fmt(s) for s in soft] != [_fmt(b) for b in bests]:
+        parts.append("weighted optimum of the top runs " + " and ".join(_fmt(s) for s in soft if s is not None))
+    parts.append(_extrap_phrase(n_fit, _fmt(ex_cfg[name])))
+    parts.append(f"this proposal {_fmt(prop[name])}")
+    return "; ".join(parts) + "."
+
+
+def _extrap_phrase(n_fit: int, ex: str) -> str:
+    if n_fit >= 2:
+        return f"fitted across the cells and extrapolated to {ex} at the target"
+    if n_fit == 1:
+        return f"carried to the target as {ex}"
+    return f"no cell has two completed runs to fit, so the reference is the centre of the space, {ex}"
+
+
+def _simplex_sentence(name: str, p: SimplexParam, shown: Sequence[_Cell], where: Sequence[str], bests: Sequence[Any],
+                      soft: Sequence[Any], n_fit: int, ex_cfg: Mapping[str, Any], prop: Mapping[str, Any]) -> str:
+    mixes = [b for b in bests if isinstance(b, Mapping)]
+    if not mixes:
+        return f"{name}: no best run sets its weights; this proposal puts most on {_top(prop[name])}."
+    comps = list(p.components)
+    if len(mixes) >= 2:  # the component whose weight moves most between the smallest and the largest cell
+        comp = max(comps, key=lambda c: abs(float(mixes[-1].get(c, 0.0)) - float(mixes[0].get(c, 0.0))))
+    else:
+        comp = max(comps, key=lambda c: float(mixes[0].get(c, 0.0)))
+    runs = " and ".join(f"{_fmt(float(b.get(comp, 0.0)))} {w}" for b, w in zip(bests, where, strict=True)
+                        if isinstance(b, Mapping))
+    parts = [f"{name}: the best run puts weight {runs} on {comp}"]
+    soft_w = [float(s.get(comp, 0.0)) for s in soft if isinstance(s, Mapping)]
+    best_w = [float(b.get(comp, 0.0)) for b in mixes]
+    if soft_w and [_fmt(s) for s in soft_w] != [_fmt(b) for b in best_w]:
+        parts.append("weighted optimum of the top runs " + " and ".join(_fmt(s) for s in soft_w))
+    parts.append(_extrap_phrase(n_fit, _fmt(float(ex_cfg[name].get(comp, 0.0)))))
+    parts.append(f"this proposal {_fmt(float(prop[name].get(comp, 0.0)))} (its largest weights: {_top(prop[name])})")
+    return "; ".join(parts) + "."
+
+
+def _top(mix: Mapping[str, float], k: int = 3) -> str:
+    items = sorted(mix.items(), key=lambda kv: -float(kv[1]))[:k]
+    return ", ".join(f"{c} {float(w):.3g}" for c, w in items)
+
+
+def explain_choice(
+    enc: Encoded,
+    space: SearchSpace,
+    target: Mapping[str, float],
+    u: np.ndarray,
+    value: float,
+    std: float,
+    history: History | None = None,
+    *,
+    model_here: float | None = None,
+    model_at_extrap: float | None = None,
+    step: str = "",
+) -> str:
+    """A plain-words rationale for the proposal at unit point ``u``, citing the evidence in ``history``.
+
+    ``model_here`` / ``model_at_extrap`` are the model's own predictions at the proposal and at the
+    extrapolated optimum (they explain a proposal away from it); ``step`` says which step chose it.
+    """
+    history = history if history is not None else History()
+    tkey = fidelity_key(target)
+    parts: list[str] = []
+    cells = _cheap_cells(history, space, target, enc)
+    n_fit = sum(1 for c in enc.cells if not c.is_target and c.n >= 2)
+    ex_unit = space.snap_unit_many(np.asarray(enc.extrap, float)[None])[0]
+    ex_cfg = space.from_unit(ex_unit)
+    prop = space.from_unit(u)
+    if cells:
+        n_runs = sum(c.n for c in cells)
+        parts.append(f"Read {_plural(n_runs, 'completed low-fidelity run')} in {_plural(len(cells), 'cell')}.")
+        names = ordered_names(space)
+        described = names[:MAX_DESCRIBED]
+        parts += [_param_sentence(nm, space, cells, n_fit, ex_cfg, prop) for nm in described]
+        if len(names) > len(described):
+            parts.append(f"{_plural(len(names) - len(described), 'more parameter')} not described here.")
+    else:
+        parts.append("No low-fidelity evidence; the model falls back on its prior over LLM-like landscapes.")
+    target_trials = [t for t in history.trials if fidelity_key(t.fidelity) == tkey and tkey]
+    done = [t for t in target_trials if t.is_complete and t.value is not None]
+    n_failed = sum(t.state == "failed" for t in target_trials)
+    if done:
+        best = _best_trial(done, space.sign)
+        assert best is not None
+        text = f"{_plural(len(done), 'completed target run')} so far, best {float(best.value):.4g}"  # type: ignore[arg-type]
+        parts.append(text + (f"; {_plural(n_failed, 'failed target run')}." if n_failed else "."))
+    elif n_failed:
+        parts.append(f"No completed target run yet; {_plural(n_failed, 'failed target run')}.")
+    dist = float(np.sqrt(np.mean((np.asarray(u, float) - ex_unit) ** 2))) if len(ex_unit) else 0.0
+    if dist < 1e-9:
+        parts.append("This proposal is the extrapolated optimum.")
+    else:
+        where = "near" if dist < 0.1 else "away from"
+        parts.append(f"This proposal lies {where} the extrapolated optimum (distance {dist:.2g} in the unit cube).")
+        if model_here is not None and model_at_extrap is not None and math.isfinite(model_here) and math.isfinite(model_at_extrap):
+            better = space.sign * model_here < space.sign * model_at_extrap
+            parts.append(f"The model alone predicts {model_here:.4g} here and {model_at_extrap:.4g} at the extrapolated "
+                         f"optimum{' (better here)' if better else ''}.")
+    if step:
+        parts.append(step)
+    if math.isfinite(value):
+        parts.append(f"Predicted outcome {value:.4g} +/- {std:.2g}.")
+    return " ".join(parts)
+
+
+def _step_text(agent: Any, history: History, target: Mapping[str, float], batch_index: int) -> str:
+    """Which step chose the proposal (mirrors ``TransformerAgent._propose`` and ``agent/_adapt.py``)."""
+    tkey = fidelity_key(target)
+    n_target = sum(1 for t in history.trials if fidelity_key(t.fidelity) == tkey and t.state in ("complete", "failed"))
+    batch = f" As proposal {batch_index + 1} of this batch it is kept apart from the earlier ones." if batch_index else ""
+    if getattr(agent, "adapt", False) and getattr(agent, "temperature", 0.0) == 0:
+        if n_target:
+            return ("Chosen by expected improvement over the best target run, times the chance of not failing, on the "
+                    f"model's prediction corrected by the {_plural(n_target, 'target run')}." + batch)
+        if batch_index:
+            return f"Proposal {batch_index + 1} of this batch: the policy's next choice, kept apart from the earlier ones."
+        return "Chosen by the policy (no target run yet)."
+    if getattr(agent, "temperature", 0.0) > 0:
+        return f"Sampled from the policy at temperature {agent.temperature:g}."
+    return f"The policy ranked it {'first' if not batch_index else f'number {batch_index + 1}'}."
+
+
+def model_rationale(agent: Any, enc: Encoded, space: SearchSpace, target: Mapping[str, float], u: np.ndarray,
+                    value: float, std: float, history: History) -> str:
+    """``TransformerAgent._rationale``: :func:`explain_choice` with the model's predictions and the chosen step.
+
+    Proposals of one ``propose`` call share ``enc``; the extrapolated optimum's prediction is computed once
+    per call and the position in the batch is counted from it.
+    """
+    memo = getattr(agent, "_rationale_memo", None)
+    if memo is None or memo[0] is not enc:
+        ex_unit = space.snap_unit_many(np.asarray(enc.extrap, float)[None])
+        at_extrap = float(agent.score(history, space, target, ex_unit, base=enc)[2][0])
+        memo = [enc, 0, at_extrap]
+    else:
+        memo[1] += 1
+    agent._rationale_memo = memo
+    here = float(agent.score(history, space, target, np.asarray(u, float)[None], base=enc)[2][0])
+    return explain_choice(enc, space, target, u, value, std, history, model_here=here, model_at_extrap=memo[2],
+                          step=_step_text(agent, history, target, memo[1]))
