@@ -18,6 +18,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from autollm_sampler._io import parse_csv_value, parse_number
 from autollm_sampler.exceptions import InvalidSpaceError
 from autollm_sampler.space import CategoricalParam, SearchSpace, SimplexParam, project_unit
 
@@ -332,23 +333,20 @@ def _rows(table: Any) -> list[Mapping[str, Any]]:
 
 
 def _num(x: Any, col: str) -> float:
+    if isinstance(x, str):  # CSV text: the one number reading of autollm_sampler._io
+        v = parse_number(x)
+        if v is None:
+            raise ValueError(f"column {_short(col)}: {_short(x)} is not a number")
+        return v
     try:
-        v = float(x)
-    except (TypeError, ValueError):
+        return float(x)
+    except (TypeError, ValueError, OverflowError):
         raise ValueError(f"column {_short(col)}: {_short(x)} is not a number") from None
-    return v
 
 
 def _cell_value(x: Any) -> Any:
     if isinstance(x, str):
-        s = x.strip()
-        if s.lower() in ("true", "false"):
-            return s.lower() == "true"
-        try:
-            f = float(s)
-        except ValueError:
-            return s
-        return int(f) if f.is_integer() and abs(f) < 2**53 and "." not in s and "e" not in s.lower() else f
+        return parse_csv_value(x)  # the same reading as a CSV history's cells
     if isinstance(x, (np.integer,)):
         return int(x)
     if isinstance(x, (np.floating,)):
