@@ -26,11 +26,12 @@ __all__ = ["explain_choice", "model_rationale", "ordered_names", "MAX_DESCRIBED"
 
 #: at most this many parameters are described one by one (the rest are counted)
 MAX_DESCRIBED = 3
-_ROLE_RANK = {"lr": 0, "batch_size": 1}
+_ROLE_RANK = {"lr": 0, "batch_size": 1, "other": 3}  # every other known role (weight decay, warmup, ...): 2
 
 
 def ordered_names(space: SearchSpace) -> list[str]:
-    """Parameter names by importance of their role: learning rate, batch size, then declared order."""
+    """Parameter names by importance of their role: learning rate, batch size, the other known roles (weight
+    decay, warmup, mixture, ...), then parameters without a known role; declared order within a rank."""
     names = list(space.names)
     return sorted(names, key=lambda n: (_ROLE_RANK.get(space.role_of(n), 2), names.index(n)))
 
@@ -102,18 +103,18 @@ def _param_sentence(name: str, space: SearchSpace, cells: Sequence[_Cell], n_fit
     p = space.params[name]
     if isinstance(p, SimplexParam):
         return _simplex_sentence(name, p, shown, where, bests, soft, n_fit, ex_cfg, prop)
-    runs = " and ".join(f"{_fmt(b)} {w}" for b, w in zip(bests, where, strict=True) if b is not None)
+    runs = ", ".join(f"{_fmt(b)} {w}" for b, w in zip(bests, where, strict=True) if b is not None)
     parts = [f"{name}: best run {runs}" if runs else f"{name}: no best run sets it"]
     if any(s is not None for s in soft) and [_fmt(s) for s in soft] != [_fmt(b) for b in bests]:
-        parts.append("weighted optimum of the top runs " + " and ".join(_fmt(s) for s in soft if s is not None))
+        parts.append("weighted optimum of the top runs " + ", ".join(_fmt(s) for s in soft if s is not None))
     parts.append(_extrap_phrase(n_fit, _fmt(ex_cfg[name])))
-    parts.append(f"this proposal {_fmt(prop[name])}")
+    parts.append(f"proposed {_fmt(prop[name])}")
     return "; ".join(parts) + "."
 
 
 def _extrap_phrase(n_fit: int, ex: str) -> str:
     if n_fit >= 2:
-        return f"fitted across the cells and extrapolated to {ex} at the target"
+        return f"extrapolated to {ex} at the target"
     if n_fit == 1:
         return f"carried to the target as {ex}"
     return f"no cell has two completed runs to fit, so the reference is the centre of the space, {ex}"
@@ -129,15 +130,15 @@ def _simplex_sentence(name: str, p: SimplexParam, shown: Sequence[_Cell], where:
         comp = max(comps, key=lambda c: abs(float(mixes[-1].get(c, 0.0)) - float(mixes[0].get(c, 0.0))))
     else:
         comp = max(comps, key=lambda c: float(mixes[0].get(c, 0.0)))
-    runs = " and ".join(f"{_fmt(float(b.get(comp, 0.0)))} {w}" for b, w in zip(bests, where, strict=True)
+    runs = ", ".join(f"{_fmt(float(b.get(comp, 0.0)))} {w}" for b, w in zip(bests, where, strict=True)
                         if isinstance(b, Mapping))
     parts = [f"{name}: the best run puts weight {runs} on {comp}"]
     soft_w = [float(s.get(comp, 0.0)) for s in soft if isinstance(s, Mapping)]
     best_w = [float(b.get(comp, 0.0)) for b in mixes]
     if soft_w and [_fmt(s) for s in soft_w] != [_fmt(b) for b in best_w]:
-        parts.append("weighted optimum of the top runs " + " and ".join(_fmt(s) for s in soft_w))
+        parts.append("weighted optimum of the top runs " + ", ".join(_fmt(s) for s in soft_w))
     parts.append(_extrap_phrase(n_fit, _fmt(float(ex_cfg[name].get(comp, 0.0)))))
-    parts.append(f"this proposal {_fmt(float(prop[name].get(comp, 0.0)))} (its largest weights: {_top(prop[name])})")
+    parts.append(f"proposed {_fmt(float(prop[name].get(comp, 0.0)))} (largest weights: {_top(prop[name])})")
     return "; ".join(parts) + "."
 
 
@@ -188,7 +189,7 @@ def explain_choice(
     if done:
         best = _best_trial(done, space.sign)
         assert best is not None
-        text = f"{_plural(len(done), 'completed target run')} so far, best {float(best.value):.4g}"  # type: ignore[arg-type]
+        text = f"{_plural(len(done), 'target run')} completed so far, best {float(best.value):.4g}"  # type: ignore[arg-type]
         parts.append(text + (f"; {_plural(n_failed, 'failed target run')}." if n_failed else "."))
     elif n_failed:
         parts.append(f"No completed target run yet; {_plural(n_failed, 'failed target run')}.")
@@ -212,12 +213,16 @@ def explain_choice(
 def _step_text(agent: Any, history: History, target: Mapping[str, float], batch_index: int) -> str:
     """Which step chose the proposal (mirrors ``TransformerAgent._propose`` and ``agent/_adapt.py``)."""
     tkey = fidelity_key(target)
-    n_target = sum(1 for t in history.trials if fidelity_key(t.fidelity) == tkey and t.state in ("complete", "failed"))
+    mine = [t for t in history.trials if fidelity_key(t.fidelity) == tkey]
+    n_done = sum(t.state == "complete" and t.value is not None for t in mine)
+    n_failed = sum(t.state == "failed" for t in mine)
     batch = f" As proposal {batch_index + 1} of this batch it is kept apart from the earlier ones." if batch_index else ""
     if getattr(agent, "adapt", False) and getattr(agent, "temperature", 0.0) == 0:
-        if n_target:
-            return ("Chosen by expected improvement over the best target run, times the chance of not failing, on the "
-                    f"model's prediction corrected by the {_plural(n_target, 'target run')}." + batch)
+        if n_done or n_failed:
+            how = [f"the model's prediction corrected by the {_plural(n_done, 'completed target run')}"] if n_done else []
+            how += [f"kept away from the {_plural(n_failed, 'failed target run')}"] if n_failed else []
+            return (f"Chosen by expected improvement over the best target outcome, times the chance of not failing "
+                    f"({'; '.join(how)})." + batch)
         if batch_index:
             return f"Proposal {batch_index + 1} of this batch: the policy's next choice, kept apart from the earlier ones."
         return "Chosen by the policy (no target run yet)."
