@@ -21,7 +21,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-__all__ = ["short_repr", "read_text_file", "loads_json", "JSONInputError", "parse_csv_value", "parse_number"]
+__all__ = ["short_repr", "path_name", "read_text_file", "loads_json", "JSONInputError", "parse_csv_value", "parse_number"]
 
 _INT = re.compile(r"[+-]?[0-9]+\Z")
 _FLOAT = re.compile(r"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?\Z")
@@ -43,23 +43,29 @@ def short_repr(x: Any, n: int = 80) -> str:
     return r if len(r) <= n else r[: n - 3] + "..."
 
 
+def path_name(path: str | os.PathLike[str]) -> str:
+    """A file's name for messages, cut to 200 characters."""
+    name = str(path)
+    return name if len(name) <= 200 else name[:197] + "..."
+
+
 def read_text_file(path: str | os.PathLike[str], error: type[Exception], what: str) -> str:
     """The text of a UTF-8 file with ``\\r\\n`` and ``\\r`` turned into ``\\n``.
 
     Raises:
         error: when the file cannot be read or is not UTF-8, naming the file (and the line of the bad byte).
     """
-    p = Path(path)
+    p, name = Path(path), path_name(path)
     try:
         raw = p.read_bytes()
     except OSError as exc:
-        raise error(f"{p}: cannot read the {what} file ({exc.strerror or type(exc).__name__})") from None
+        raise error(f"{name}: cannot read the {what} file ({exc.strerror or type(exc).__name__})") from None
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         line = raw.count(b"\n", 0, exc.start) + 1
         raise error(
-            f"{p}, line {line}: the {what} file is not UTF-8 text (byte 0x{raw[exc.start]:02x} at offset "
+            f"{name}, line {line}: the {what} file is not UTF-8 text (byte 0x{raw[exc.start]:02x} at offset "
             f"{exc.start}); save it as UTF-8"
         ) from None
     return text.replace("\r\n", "\n").replace("\r", "\n")
@@ -73,11 +79,41 @@ class JSONInputError(ValueError):
         self.msg, self.lineno = msg, lineno
 
 
+class _BigInt:
+    """Stands in for an integer literal too long to read, so that its field can be named."""
+
+    __slots__ = ("digits",)
+
+    def __init__(self, digits: int) -> None:
+        self.digits = digits
+
+
+class _TooLong(Exception):
+    pass
+
+
 def _parse_int(s: str) -> int:
-    digits = len(s) - (s[0] == "-")
-    if digits > MAX_INT_DIGITS:
-        raise JSONInputError(f"an integer literal of {digits} digits is too large for a number")
+    if len(s) - (s[0] == "-") > MAX_INT_DIGITS:
+        raise _TooLong
     return int(s)
+
+
+def _mark_int(s: str) -> int | _BigInt:
+    digits = len(s) - (s[0] == "-")
+    return _BigInt(digits) if digits > MAX_INT_DIGITS else int(s)
+
+
+def _find_big(x: Any) -> tuple[str, int] | None:
+    stack: list[tuple[Any, str]] = [(x, "")]
+    while stack:
+        v, at = stack.pop()
+        if isinstance(v, _BigInt):
+            return at or "(top level)", v.digits
+        if isinstance(v, dict):
+            stack.extend((w, f"{at}.{k}" if at else str(k)) for k, w in reversed(list(v.items())))
+        elif isinstance(v, list):
+            stack.extend((w, f"{at}[{i}]") for i, w in reversed(list(enumerate(v))))
+    return None
 
 
 def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
@@ -86,7 +122,7 @@ def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
         seen: set[str] = set()
         for k, _ in pairs:
             if k in seen:
-                raise JSONInputError(f"key {short_repr(k)} appears twice in one object")
+                raise JSONInputError(f"key {short_repr(k)} appears twice in one object; give each field once")
             seen.add(k)
     return out
 
@@ -95,7 +131,7 @@ def loads_json(text: str) -> Any:
     """:func:`json.loads` with the refusals listed in the module docstring.
 
     Raises:
-        JSONInputError: with a bounded ``msg`` and the line when known.
+        JSONInputError: with a bounded ``msg`` (naming the field of a too long integer) and the line when known.
     """
     try:
         return json.loads(text, parse_int=_parse_int, object_pairs_hook=_no_duplicates)
@@ -105,7 +141,13 @@ def loads_json(text: str) -> Any:
         raise JSONInputError("not readable: the JSON is nested too deeply") from None
     except JSONInputError:
         raise
-    except ValueError as exc:  # e.g. the int-string conversion limit of a number in exponent form
+    except _TooLong:
+        found = _find_big(json.loads(text, parse_int=_mark_int, object_pairs_hook=_no_duplicates))
+        at, digits = found if found is not None else ("(unknown)", MAX_INT_DIGITS + 1)
+        raise JSONInputError(
+            f"field {short_repr(at, 120)}: an integer literal of {digits} digits is too large for a number"
+        ) from None
+    except ValueError as exc:  # anything else json refuses
         raise JSONInputError(f"not readable ({short_repr(str(exc), 120)})") from None
 
 

@@ -15,29 +15,61 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import math
 import os
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
+import numpy as np
 from pydantic import (
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     PrivateAttr,
+    Strict,
     ValidationError,
     field_validator,
     model_validator,
 )
 
+from autollm_sampler._io import (
+    JSONInputError,
+    loads_json,
+    parse_csv_value,
+    parse_number,
+    path_name,
+    read_text_file,
+    short_repr,
+)
 from autollm_sampler.exceptions import InvalidHistoryError, InvalidTrialError
-from autollm_sampler.space import SearchSpace, _format_validation_error
+from autollm_sampler.space import (
+    SIMPLEX_TOL,
+    CategoricalParam,
+    FloatParam,
+    IntParam,
+    SearchSpace,
+    SimplexParam,
+)
 
-__all__ = ["TrialState", "Trial", "History", "fidelity_key"]
+__all__ = ["TrialState", "Trial", "History", "fidelity_key", "check_params", "read_history", "parse_csv_value"]
 
 TrialState = Literal["complete", "pruned", "failed", "running"]
+
+
+def _number_text(v: Any) -> Any:
+    """A numeric field given as text (``"1e8"``, as csv.DictReader gives it) is read once, here."""
+    if isinstance(v, str):
+        x = parse_number(v)
+        return v if x is None else x
+    if isinstance(v, (np.integer, np.floating)) and not isinstance(v, np.bool_):
+        return v.item()
+    return v
+
+
+#: A number field: an int or a float (or numeric text); never a bool, never other text.
+Number = Annotated[float, Strict(), BeforeValidator(_number_text)]
 
 
 def fidelity_key(fidelity: Mapping[str, float]) -> tuple[tuple[str, float], ...]:
@@ -45,16 +77,26 @@ def fidelity_key(fidelity: Mapping[str, float]) -> tuple[tuple[str, float], ...]
     return tuple(sorted((str(k), float(f"{float(v):.10g}")) for k, v in fidelity.items()))
 
 
-def _check_finite_mapping(field: str, data: Mapping[str, Any]) -> None:
-    for k, v in data.items():
-        tv = type(v)
-        if tv is int or tv is str or tv is bool:  # the common cases, without the slow ABC check below
-            continue
-        if isinstance(v, float):
-            if not math.isfinite(v):
-                raise ValueError(f"{field}.{k} is {v!r}; NaN and infinite values are not allowed")
-        elif isinstance(v, Mapping):
-            _check_finite_mapping(f"{field}.{k}", v)
+def _check_finite_mapping(field: str, data: Any) -> None:
+    """NaN, infinities and integers beyond a float's range are refused anywhere in ``params``."""
+    stack: list[tuple[str, Any]] = [(field, data)]
+    while stack:
+        at, x = stack.pop()
+        items = x.items() if isinstance(x, Mapping) else enumerate(x) if isinstance(x, (list, tuple)) else None
+        if items is not None:
+            for k, v in items:
+                tv = type(v)
+                if tv is str or tv is bool:  # the common case, without the checks below
+                    continue
+                sub = f"{at}.{k}" if isinstance(x, Mapping) else f"{at}[{k}]"
+                if tv is int:
+                    if v.bit_length() > 1000:
+                        raise ValueError(f"field {short_repr(sub, 120)}: an integer of {v.bit_length()} bits is too large for a number")
+                elif isinstance(v, float):
+                    if not math.isfinite(v):
+                        raise ValueError(f"field {short_repr(sub, 120)}: {v!r} is not allowed (NaN and infinite values are refused)")
+                elif isinstance(v, (Mapping, list, tuple)):
+                    stack.append((sub, v))
 
 
 class Trial(BaseModel):
@@ -62,12 +104,12 @@ class Trial(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    id: int | str
+    id: Annotated[int, Strict()] | Annotated[str, Strict()]
     params: dict[str, Any]
-    fidelity: dict[str, float] = Field(default_factory=dict)
-    value: float | None = None
+    fidelity: dict[str, Number] = Field(default_factory=dict)
+    value: Number | None = None
     state: TrialState = "complete"
-    cost: float | None = None
+    cost: Number | None = None
     attrs: dict[str, Any] = Field(default_factory=dict)
 
     @field_validator("params")
@@ -81,35 +123,39 @@ class Trial(BaseModel):
     def _fidelity_finite(cls, v: dict[str, float]) -> dict[str, float]:
         for k, x in v.items():
             if not math.isfinite(x):
-                raise ValueError(f"fidelity axis {k!r} is {x!r}; it must be a finite number")
+                raise ValueError(f"field {short_repr('fidelity.' + k, 120)}: {x!r}; a fidelity must be a finite number")
         return v
 
     @field_validator("cost")
     @classmethod
     def _cost_ok(cls, v: float | None) -> float | None:
         if v is not None and (not math.isfinite(v) or v < 0):
-            raise ValueError(f"cost is {v!r}; it must be a finite number >= 0")
+            raise ValueError(f"field 'cost': {v!r}; a cost must be a finite number >= 0")
         return v
 
     @model_validator(mode="after")
     def _value_matches_state(self) -> Trial:
+        # the one rule of every frontend: a NaN or infinite value means the run failed
         if self.value is not None and not math.isfinite(self.value):
-            if self.state == "complete":
-                raise ValueError(
-                    f"value is {self.value!r} for a complete trial; record it as state 'failed' instead"
-                )
             self.value = None
+            if self.state == "complete":
+                self.state = "failed"
         if self.state == "complete" and self.value is None:
-            raise ValueError("a complete trial needs a value; use state 'failed' or 'running' otherwise")
+            raise ValueError(
+                "field 'value': missing; a complete trial needs a value (or give its state: 'failed', 'pruned' or "
+                "'running')"
+            )
         return self
 
     @classmethod
     def parse(cls, data: Mapping[str, Any], *, where: str = "trial") -> Trial:
-        """Validate plain data into a trial; errors name ``where``, the field and the value."""
+        """Validate plain data into a trial; errors name ``where``, the field and the value (bounded)."""
+        if not isinstance(data, Mapping):
+            raise InvalidTrialError(f"{where}: a trial must be an object, got {short_repr(data)}")
         try:
             return cls.model_validate(dict(data))
         except ValidationError as exc:
-            raise InvalidTrialError(_format_validation_error(where, exc)) from None
+            raise InvalidTrialError(_trial_error(where, exc)) from None
 
     @property
     def is_complete(self) -> bool:
@@ -252,111 +298,358 @@ class History(BaseModel):
         return self.model_dump_json(indent=1)
 
     @classmethod
-    def from_json(cls, text: str) -> History:
+    def from_json(cls, text: str, *, source: str = "<history>") -> History:
+        """Parse the :meth:`to_json` form: ``{"fidelity_axes": [...], "trials": [...]}``."""
         try:
-            data = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise InvalidHistoryError(f"history is not valid JSON: {exc}") from None
-        if not isinstance(data, Mapping) or "trials" not in data:
-            raise InvalidHistoryError("history JSON must be an object with a 'trials' list")
-        h = cls(fidelity_axes=tuple(data.get("fidelity_axes", ())))
-        for i, t in enumerate(data["trials"]):
-            h.add(Trial.parse(t, where=f"trials[{i}]"))
-        return h
+            data = loads_json(text)
+        except JSONInputError as exc:
+            line = f", line {exc.lineno}" if exc.lineno else ""
+            raise InvalidHistoryError(f"{source}{line}: {exc.msg}") from None
+        if not isinstance(data, Mapping) or not isinstance(data.get("trials"), list):
+            raise InvalidHistoryError(f"{source}: history JSON must be an object with a 'trials' list")
+        axes = data.get("fidelity_axes", ())
+        if not isinstance(axes, (list, tuple)) or not all(isinstance(a, str) for a in axes):
+            raise InvalidHistoryError(f"{source}, field 'fidelity_axes': expected a list of names, got {short_repr(axes)}")
+        return cls.from_records(((f"trials[{i}]", t) for i, t in enumerate(data["trials"])),
+                                source=source, fidelity_axes=tuple(axes))
 
     def to_jsonl(self) -> str:
         return "".join(t.model_dump_json() + "\n" for t in self.trials)
 
     @classmethod
     def from_jsonl(cls, text: str, *, source: str = "<history>") -> History:
-        """Parse one trial per line. A missing ``id`` becomes the line number (0-based trial index)."""
+        """Parse one trial per line (lines end at ``\n`` only, so a JSON string may hold U+2028 or U+0085).
+
+        A missing ``id`` becomes the trial's index (0-based).
+        """
         return cls.from_records(_jsonl_records(text, source), source=source)
 
     @classmethod
-    def from_records(cls, records: Iterable[tuple[int, Mapping[str, Any]]], *, source: str = "<history>") -> History:
-        h = cls()
-        for n, (line_no, rec) in enumerate(records):
-            rec = dict(rec)
-            rec.setdefault("id", n)
-            try:
-                t = Trial.parse(rec, where=f"{source}, line {line_no}")
-                h.add(t)
-            except InvalidHistoryError as exc:
-                raise InvalidHistoryError(f"{source}, line {line_no}: {exc}") from None
-        return h
+    def from_records(
+        cls,
+        records: Iterable[tuple[int | str, Any]],
+        *,
+        source: str = "<history>",
+        fidelity_axes: tuple[str, ...] = (),
+    ) -> History:
+        """Build a history from ``(line, record)`` pairs; errors name ``source``, the line and the field.
+
+        ``line`` is a line number or a label such as ``"trials[3]"``.
+        """
+        return _build(records, source, fidelity_axes)[0]
 
     @classmethod
-    def from_csv(cls, text: str, *, source: str = "<history>") -> History:
-        """Parse a CSV with columns ``param:<name>``, ``fidelity:<axis>``, ``value``, ``state``, ``cost``, ``id``.
+    def from_csv(cls, source: str | os.PathLike[str] | io.TextIOBase | Any) -> History:
+        """Read a CSV history from a path or an open text file.
 
-        Bare column names that are not one of the reserved ones are read as parameters.
+        Columns: ``param:<name>`` (or a bare name that is not reserved), ``fidelity:<axis>``, ``value``,
+        ``state``, ``cost``, ``id``. A mixture takes one column per component, ``param:<name>.<component>``
+        (a dot in a column name always separates a component). Cells are read by :func:`parse_csv_value`;
+        an empty cell is a missing field. Every row must have as many fields as the header.
+
+        Raises:
+            TypeError: when ``source`` is neither a path nor a text file (CSV text: wrap it in ``io.StringIO``).
+            InvalidHistoryError / InvalidTrialError: naming the file, the line and the field.
         """
-        reader = csv.DictReader(io.StringIO(text))
-        records: list[tuple[int, dict[str, Any]]] = []
-        for line_no, row in enumerate(reader, start=2):
-            rec: dict[str, Any] = {"params": {}, "fidelity": {}}
-            for col, raw in row.items():
-                if col is None or raw is None or raw == "":
-                    continue
-                col = col.strip()
-                if col.startswith("fidelity:"):
-                    rec["fidelity"][col[9:]] = _csv_number(raw, source, line_no, col)
-                elif col in ("value", "cost"):
-                    rec[col] = _csv_number(raw, source, line_no, col)
-                elif col in ("state", "id"):
-                    rec[col] = raw.strip()
-                else:
-                    name = col[6:] if col.startswith("param:") else col
-                    rec["params"][name] = _csv_value(raw)
-            records.append((line_no, rec))
-        return cls.from_records(records, source=source)
+        return _read_csv(source)[0]
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> History:
-        """Read a ``.jsonl``, ``.json`` or ``.csv`` history file."""
-        p = Path(path)
-        try:
-            text = p.read_text()
-        except OSError as exc:
-            raise InvalidHistoryError(f"cannot read history file {str(p)!r}: {exc.strerror}") from None
-        if p.suffix.lower() == ".csv":
-            return cls.from_csv(text, source=str(p))
-        if p.suffix.lower() == ".json":
-            return cls.from_json(text)
-        return cls.from_jsonl(text, source=str(p))
+        """Read a ``.jsonl``, ``.json`` or ``.csv`` history file (UTF-8); see :func:`read_history`."""
+        return read_history(path)[0]
 
     def save(self, path: str | os.PathLike[str]) -> None:
         p = Path(path)
         p.write_text(self.to_json() if p.suffix.lower() == ".json" else self.to_jsonl())
 
 
-def _jsonl_records(text: str, source: str) -> Iterator[tuple[int, Mapping[str, Any]]]:
+def _trial_error(where: str, exc: ValidationError) -> str:
+    """``where, field 'x': problem (got ...)`` for the first problems of a trial, bounded in size."""
+    errors = exc.errors(include_url=False)
+    parts: list[str] = []
+    seen: set[str] = set()
+    for err in errors:
+        msg = str(err.get("msg", "invalid"))
+        msg = msg[len("Value error, "):] if msg.startswith("Value error, ") else msg
+        if msg.startswith("field "):  # our validators name the field themselves
+            part = msg
+        else:
+            locs = err.get("loc", ())
+            loc = "id" if locs[:1] == ("id",) else ".".join(str(x) for x in locs)
+            if loc in seen:  # the branches of a union say the same thing twice
+                continue
+            seen.add(loc)
+            if loc == "id":
+                msg = "an id must be an integer or a string"
+            got = f" (got {short_repr(err.get('input'))})" if err.get("type") != "missing" else ""
+            part = f"field {short_repr(loc, 120)}: {msg}{got}" if loc else f"{msg}{got}"
+        parts.append(part)
+    if len(parts) > 3:
+        parts = parts[:3] + [f"and {len(parts) - 3} more"]
+    return f"{where}, " + "; ".join(parts)
+
+
+def _build(
+    records: Iterable[tuple[int | str, Any]], source: str, fidelity_axes: tuple[str, ...] = ()
+) -> tuple[History, list[str]]:
+    h = History(fidelity_axes=fidelity_axes)
+    wheres: list[str] = []
+    for n, (line, rec) in enumerate(records):
+        where = f"{source}, line {line}" if isinstance(line, int) else f"{source}, {line}"
+        if not isinstance(rec, Mapping):
+            raise InvalidHistoryError(f"{where}: expected a JSON object, got {short_repr(rec)}")
+        rec = dict(rec)
+        rec.setdefault("id", n)
+        t = Trial.parse(rec, where=where)
+        try:
+            h.add(t)
+        except InvalidHistoryError as exc:
+            raise InvalidHistoryError(f"{where}: {exc}") from None
+        wheres.append(where)
+    return h, wheres
+
+
+def read_history(path: str | os.PathLike[str]) -> tuple[History, list[str]]:
+    """Read a history file and say where each trial came from (``"runs.jsonl, line 3"``).
+
+    The file must be UTF-8 text. By suffix: ``.csv`` (see :meth:`History.from_csv`), ``.json`` (the
+    :meth:`History.to_json` form), anything else JSON lines. An empty file is an empty history.
+
+    Raises:
+        InvalidHistoryError / InvalidTrialError: naming the file, the line and the field.
+    """
+    p, name = Path(path), path_name(path)
+    suffix = p.suffix.lower()
+    if suffix == ".csv":
+        return _read_csv(p)
+    text = read_text_file(p, InvalidHistoryError, "history")
+    if suffix == ".json":
+        if not text.strip():
+            return History(), []
+        h = History.from_json(text, source=name)
+        return h, [f"{name}, trials[{i}]" for i in range(len(h))]
+    return _build(_jsonl_records(text, name), name)
+
+
+def _jsonl_records(text: str, source: str) -> Iterator[tuple[int, Any]]:
     # split on "\n" only: str.splitlines() also splits on U+0085, U+2028 ..., which JSON strings may hold raw
     for line_no, line in enumerate(text.split("\n"), start=1):
         if not line.strip():
             continue
         try:
-            rec = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise InvalidHistoryError(f"{source}, line {line_no}: not valid JSON ({exc.msg})") from None
+            rec = loads_json(line)
+        except JSONInputError as exc:
+            raise InvalidHistoryError(f"{source}, line {line_no}: {exc.msg}") from None
         if not isinstance(rec, Mapping):
-            raise InvalidHistoryError(f"{source}, line {line_no}: expected a JSON object, got {rec!r}")
+            raise InvalidHistoryError(f"{source}, line {line_no}: expected a JSON object, got {short_repr(rec)}")
         yield line_no, rec
 
 
-def _csv_number(raw: str, source: str, line_no: int, col: str) -> float:
-    try:
-        return float(raw)
-    except ValueError:
-        raise InvalidHistoryError(f"{source}, line {line_no}: column {col!r} is {raw!r}, not a number") from None
+_RESERVED = ("id", "value", "state", "cost")
 
 
-def _csv_value(raw: str) -> Any:
-    s = raw.strip()
-    if s.lower() in ("true", "false"):
-        return s.lower() == "true"
+def _read_csv(source: Any) -> tuple[History, list[str]]:
+    if isinstance(source, (str, os.PathLike)):
+        name = path_name(source)
+        if isinstance(source, str) and "\n" in source and not os.path.exists(source):
+            raise TypeError("History.from_csv takes a path or an open text file; this looks like CSV text: pass io.StringIO(text)")
+        text = read_text_file(source, InvalidHistoryError, "history")
+    elif hasattr(source, "read") and callable(source.read):
+        name = str(getattr(source, "name", "<history>"))
+        text = source.read()
+        if isinstance(text, (bytes, bytearray)):
+            try:
+                text = bytes(text).decode("utf-8-sig")
+            except UnicodeDecodeError as exc:
+                line = bytes(text).count(b"\n", 0, exc.start) + 1
+                raise InvalidHistoryError(f"{name}, line {line}: the history file is not UTF-8 text; save it as UTF-8") from None
+        if not isinstance(text, str):
+            raise TypeError(f"from_csv: read() of the file returned {type(text).__name__}, not text")
+        text = text.replace("\r\n", "\n").replace("\r", "\n")
+    else:
+        raise TypeError(
+            f"History.from_csv takes a path (str or os.PathLike) or an open text file, got {type(source).__name__}; "
+            "to read CSV text, pass io.StringIO(text)"
+        )
+    return _build(_csv_records(text, name), name)
+
+
+def _csv_records(text: str, source: str) -> Iterator[tuple[int, dict[str, Any]]]:
+    reader = csv.reader(io.StringIO(text))
     try:
-        f = float(s)
-    except ValueError:
-        return s
-    return int(f) if f.is_integer() and "." not in s and "e" not in s.lower() else f
+        header: list[str] | None = None
+        for row in reader:
+            line = reader.line_num - sum(f.count("\n") for f in row)  # first line of the row
+            if not any(f.strip() for f in row):  # a blank line, or a row of empty fields: no data to lose
+                continue
+            if header is None:
+                header = [c.strip() for c in row]
+                columns = _csv_columns(header, source)
+                continue
+            if len(row) != len(header):
+                raise InvalidHistoryError(
+                    f"{source}, line {line}: the row has {len(row)} fields and the header {len(header)}; "
+                    "every row needs one field per column"
+                )
+            yield line, _csv_row(row, columns, source, line)
+    except csv.Error as exc:
+        raise InvalidHistoryError(f"{source}, line {reader.line_num}: not valid CSV ({short_repr(str(exc), 120)})") from None
+
+
+def _csv_columns(header: list[str], source: str) -> list[tuple[str, str, str | None] | None]:
+    """Per column: (kind, name, component) with kind in param / fidelity / value / cost / state / id."""
+    seen: set[str] = set()
+    out: list[tuple[str, str, str | None] | None] = []
+    for i, col in enumerate(header):
+        if col in seen:
+            raise InvalidHistoryError(f"{source}, line 1: column {short_repr(col)} appears twice in the header")
+        seen.add(col)
+        if not col:
+            out.append(None)  # a nameless column must stay empty (checked per row)
+        elif col.startswith("fidelity:"):
+            out.append(("fidelity", col[9:], None))
+        elif col in _RESERVED:
+            out.append((col, col, None))
+        else:
+            name = col[6:] if col.startswith("param:") else col
+            base, dot, comp = name.partition(".")
+            if not base or (dot and not comp):
+                raise InvalidHistoryError(f"{source}, line 1: column {i + 1} ({short_repr(col)}) names no parameter")
+            out.append(("param", base, comp if dot else None))
+    flat = {c[1] for c in out if c is not None and c[0] == "param" and c[2] is None}
+    mixed = sorted({c[1] for c in out if c is not None and c[0] == "param" and c[2] is not None} & flat)
+    if mixed:
+        raise InvalidHistoryError(
+            f"{source}, line 1: parameter {short_repr(mixed[0])} has both a column of its own and component columns "
+            f"({mixed[0]}.<component>); keep one form"
+        )
+    return out
+
+
+def _csv_row(row: list[str], columns: list[tuple[str, str, str | None] | None], source: str, line: int) -> dict[str, Any]:
+    rec: dict[str, Any] = {"params": {}, "fidelity": {}}
+    for i, (col, raw) in enumerate(zip(columns, row, strict=True)):
+        if not raw.strip():
+            continue
+        if col is None:
+            raise InvalidHistoryError(f"{source}, line {line}: column {i + 1} has no name in the header but holds {short_repr(raw)}")
+        kind, name, comp = col
+        if kind == "fidelity":
+            rec["fidelity"][name] = raw.strip()  # read as a number by Trial (one number parser)
+        elif kind in ("value", "cost", "state", "id"):
+            rec[kind] = raw.strip()
+        elif comp is None:
+            rec["params"][name] = parse_csv_value(raw)
+        else:
+            rec["params"].setdefault(name, {})[comp] = parse_csv_value(raw)
+    return rec
+
+
+def _field(name: str) -> str:
+    return short_repr(f"params.{name}", 120)
+
+
+def check_params(space: SearchSpace, params: Mapping[str, Any], *, at_target: bool) -> None:
+    """The one rule every trial of a history meets before the agent reads it (every frontend, every trial).
+
+    * Every name is a parameter of ``space``.
+    * Every value can be read as that parameter: a finite number (never a bool or text) for a float, an
+      int or a categorical of numbers; one of the choices for any other categorical; for a simplex a
+      ``{component: weight}`` mapping of known components with finite weights in [0, 1] summing to one
+      within :data:`~autollm_sampler.space.SIMPLEX_TOL` (missing components weigh 0).
+    * A trial at the target (``at_target``) also names every parameter, and its values fit the space: in
+      range, integers for an int, on the ``step`` grid (``low + k * step``), one of the choices.
+      A cheaper trial may hold other numbers (they are carried over by value) and may leave parameters out.
+
+    Raises:
+        InvalidTrialError: ``field 'params.NAME': ...``, bounded in size (the caller adds file and line).
+    """
+    for name, v in params.items():
+        p = space.params.get(name)
+        if p is None:
+            raise InvalidTrialError(
+                f"field {_field(str(name))}: unknown parameter; the space has {short_repr(sorted(space.params), 200)}"
+            )
+        try:
+            _check_value(name, p, v, at_target)
+        except InvalidTrialError as exc:
+            raise InvalidTrialError(f"field {_field(name)}: {exc}") from None
+    if at_target:
+        for name in space.params:
+            if name not in params:
+                raise InvalidTrialError(f"field {_field(name)}: missing (a target trial needs every parameter)")
+
+
+def _is_num(v: Any) -> bool:
+    return isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, (bool, np.bool_))
+
+
+def _number(name: str, v: Any, what: str = "a number") -> float:
+    if not _is_num(v):
+        hint = "; write it without quotes" if isinstance(v, str) and parse_number(v) is not None else ""
+        raise InvalidTrialError(f"parameter {short_repr(name)}: expected {what}, got {short_repr(v)}{hint}")
+    try:
+        x = float(v)
+    except OverflowError:
+        raise InvalidTrialError(f"parameter {short_repr(name)}: the integer {short_repr(v)} is too large for a number") from None
+    if not math.isfinite(x):
+        raise InvalidTrialError(f"parameter {short_repr(name)}: {x!r} is not allowed; give a finite number")
+    return x
+
+
+def _check_value(name: str, p: Any, v: Any, at_target: bool) -> None:
+    if isinstance(p, (FloatParam, IntParam)):
+        x = _number(name, v)
+        if at_target:
+            p.validate_value(name, x if isinstance(p, FloatParam) else v)
+            step = p.step if isinstance(p, FloatParam) else (p.step if p.step != 1 else None)
+            if step is not None:
+                k = (x - p.low) / step
+                if abs(k - round(k)) > 1e-6 * max(1.0, abs(k)):
+                    raise InvalidTrialError(
+                        f"parameter {short_repr(name)}: value {v!r} is not on the step grid {p.low!r} + k * {step!r}"
+                    )
+        return
+    if isinstance(p, CategoricalParam):
+        if p.numeric and _is_num(v):
+            _number(name, v)
+            if at_target:
+                p.validate_value(name, v)
+            return
+        if isinstance(v, float) and not math.isfinite(v):
+            raise InvalidTrialError(f"parameter {short_repr(name)}: {v!r} is not allowed; give one of the choices")
+        try:
+            ok = isinstance(v, (bool, int, float, str, np.generic)) and p.index_of(name, v) is not None
+        except InvalidTrialError:
+            ok = False
+        if not ok:
+            kind = "a number or one of the choices" if p.numeric else "one of the choices"
+            raise InvalidTrialError(
+                f"parameter {short_repr(name)}: expected {kind} {short_repr(list(p.choices), 200)}, got {short_repr(v)}"
+            )
+        return
+    if isinstance(p, SimplexParam):
+        if not isinstance(v, Mapping):
+            hint = (" (in a CSV give one column per component: param:NAME.COMPONENT)" if isinstance(v, str) else "")
+            raise InvalidTrialError(
+                f"parameter {short_repr(name)}: a mixture must be a {{component: weight}} mapping{hint}, got {short_repr(v)}"
+            )
+        unknown = [c for c in v if c not in p.components]
+        if unknown:
+            raise InvalidTrialError(
+                f"parameter {short_repr(name)}: unknown component {short_repr(unknown[0])}; the components are "
+                f"{short_repr(list(p.components), 200)}"
+            )
+        total = 0.0
+        for c, w in v.items():
+            x = _number(f"{name}.{c}", w, "a weight (a number)")
+            if not 0.0 <= x <= 1.0:
+                raise InvalidTrialError(f"parameter {short_repr(name)}: weight of {c!r} is {x!r}, outside [0, 1]")
+            total += x
+        if abs(total - 1.0) > SIMPLEX_TOL:
+            raise InvalidTrialError(
+                f"parameter {short_repr(name)}: weights sum to {total:.6g}, not 1 (tolerance {SIMPLEX_TOL}, the same "
+                "for every trial); normalise them"
+            )
+        return
+    p.validate_value(name, v)  # a parameter type added later: its own check

@@ -23,8 +23,6 @@ A bad file exits with code 2 and a message naming the file, the line and the fie
 from __future__ import annotations
 
 import argparse
-import csv
-import io
 import json
 import logging
 import math
@@ -37,11 +35,12 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
+from autollm_sampler._io import JSONInputError, loads_json, path_name, read_text_file, short_repr
 from autollm_sampler.exceptions import InvalidHistoryError, InvalidSpaceError, InvalidTrialError
-from autollm_sampler.history import History, Trial, fidelity_key
+from autollm_sampler.history import History, Trial, check_params, fidelity_key, read_history
 from autollm_sampler.integrations._common import resolve_agent
 from autollm_sampler.integrations._explain import describe_history, describe_proposals
-from autollm_sampler.space import SearchSpace
+from autollm_sampler.space import MAX_ERRORS_SHOWN, SearchSpace, check_plain_data
 
 __all__ = ["add_parser", "load_space", "load_history", "parse_target", "suggest"]
 
@@ -72,121 +71,133 @@ def _line_of(root: yaml.Node | None, loc: Sequence[Any]) -> int | None:
     return line
 
 
-def _read(path: str | os.PathLike[str], what: str) -> str:
-    try:
-        return Path(path).read_text()
-    except OSError as exc:
-        raise (InvalidSpaceError if what == "space" else InvalidHistoryError)(
-            f"{path}: cannot read the {what} file ({exc.strerror})"
-        ) from None
+class _SpaceLoader(yaml.SafeLoader):
+    """Safe YAML without aliases (``*name``: an alias bomb expands a few hundred bytes into gigabytes), without
+    keys given twice in one mapping, and with integers too long to read reported at their line."""
+
+    def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node | None:
+        if self.check_event(yaml.AliasEvent):
+            event = self.peek_event()
+            raise yaml.composer.ComposerError(
+                None, None, "aliases (*name) are not allowed in a space file; write the value out", event.start_mark
+            )
+        return super().compose_node(parent, index)  # type: ignore[no-any-return]
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)  # type: ignore[no-untyped-call]
+            try:
+                dup = key in seen
+                seen.add(key)
+            except TypeError:
+                dup = False  # an unhashable key: the constructor below says so
+            if dup:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"key {short_repr(key)} appears twice in one mapping; give each field once",
+                    key_node.start_mark,
+                )
+        return super().construct_mapping(node, deep=deep)
+
+    def construct_yaml_int(self, node: yaml.ScalarNode) -> int:
+        try:
+            return super().construct_yaml_int(node)  # type: ignore[no-any-return]
+        except ValueError:
+            raise yaml.constructor.ConstructorError(
+                None, None, f"the integer {short_repr(node.value)} is too large for a number", node.start_mark
+            ) from None
+
+
+_SpaceLoader.add_constructor("tag:yaml.org,2002:int", _SpaceLoader.construct_yaml_int)
+
+
+def _yaml_problem(path: str, exc: yaml.YAMLError) -> InvalidSpaceError:
+    mark = getattr(exc, "problem_mark", None)
+    where = f", line {mark.line + 1}" if mark is not None else ""
+    problem = str(getattr(exc, "problem", None) or exc)
+    problem = problem if len(problem) <= 300 else problem[:297] + "..."
+    return InvalidSpaceError(f"{path}{where}: not valid YAML ({problem})")
 
 
 def load_space(path: str | os.PathLike[str]) -> SearchSpace:
-    """Read a SPACE file (YAML or JSON).
+    """Read a SPACE file (YAML or JSON, UTF-8). YAML aliases and repeated keys are refused.
 
     Raises:
-        InvalidSpaceError: naming the file, the line and the field.
+        InvalidSpaceError: naming the file, the line and the field, bounded in size.
     """
-    text = _read(path, "space")
+    text = read_text_file(path, InvalidSpaceError, "space")
+    name = path_name(path)
     suffix = Path(path).suffix.lower()
     data: Any
     if suffix == ".json":
         try:
-            data = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise InvalidSpaceError(f"{path}, line {exc.lineno}: not valid JSON ({exc.msg})") from None
+            data = loads_json(text)
+        except JSONInputError as exc:
+            line = exc.lineno if exc.lineno else 1
+            raise InvalidSpaceError(f"{name}, line {line}: {exc.msg}") from None
     else:
         try:
-            data = yaml.safe_load(text)
+            data = yaml.load(text, Loader=_SpaceLoader)  # noqa: S506 (a safe loader)
         except yaml.YAMLError as exc:
-            mark = getattr(exc, "problem_mark", None)
-            where = f", line {mark.line + 1}" if mark is not None else ""
-            problem = getattr(exc, "problem", None) or str(exc)
-            raise InvalidSpaceError(f"{path}{where}: not valid YAML ({problem})") from None
+            raise _yaml_problem(name, exc) from None
+        except RecursionError:
+            raise InvalidSpaceError(f"{name}: not readable: the YAML is nested too deeply") from None
     if not isinstance(data, Mapping):
-        raise InvalidSpaceError(f"{path}, line 1: the space must be a mapping with 'params' (and 'direction'), got {type(data).__name__}")
+        raise InvalidSpaceError(f"{name}, line 1: the space must be a mapping with 'params' (and 'direction'), got {type(data).__name__}")
     if "params" not in data:
-        raise InvalidSpaceError(f"{path}, line 1, field 'params': missing; list the parameters under 'params'")
+        raise InvalidSpaceError(f"{name}, line 1, field 'params': missing; list the parameters under 'params'")
+    try:
+        root = yaml.compose(text, Loader=_SpaceLoader)  # for line numbers (JSON is YAML)
+    except (yaml.YAMLError, RecursionError):
+        root = None
+    try:
+        check_plain_data(data)
+    except InvalidSpaceError as exc:
+        raise InvalidSpaceError(f"{name}: {exc}") from None
     try:
         return SearchSpace.model_validate(dict(data))
     except ValidationError as exc:
-        try:
-            root = yaml.compose(text)
-        except yaml.YAMLError:
-            root = None
+        errors = exc.errors(include_url=False)
         msgs = []
-        for err in exc.errors():
+        for err in errors[:MAX_ERRORS_SHOWN]:
             loc = [x for x in err.get("loc", ()) if x not in ("float", "int", "categorical", "simplex")]
             line = _line_of(root, loc)
-            field = ".".join(str(x) for x in loc) or "(top level)"
-            got = err.get("input")
-            msgs.append(f"{path}, line {line}, field {field!r}: {err.get('msg', 'invalid')} (got {got!r})")
+            field = short_repr(".".join(str(x) for x in loc) or "(top level)", 120)
+            msgs.append(f"{name}, line {line}, field {field}: {err.get('msg', 'invalid')} (got {short_repr(err.get('input'))})")
+        if len(errors) > MAX_ERRORS_SHOWN:
+            msgs.append(f"and {len(errors) - MAX_ERRORS_SHOWN} more")
         raise InvalidSpaceError("; ".join(msgs)) from None
 
 
 # ---------------------------------------------------------------------- HISTORY
-def _csv_lines(text: str) -> list[int]:
-    """The line number of each data row of a CSV text (header is line 1)."""
-    reader = csv.reader(io.StringIO(text))
-    out: list[int] = []
-    start = 1
-    for i, _ in enumerate(reader):
-        if i > 0:
-            out.append(start)
-        start = reader.line_num + 1
-    return out
-
-
 def load_history(path: str | Path | None, space: SearchSpace, target: Mapping[str, float]) -> History:
-    """Read a HISTORY file (JSONL or CSV) and check it against ``space`` and ``target``.
+    """Read a HISTORY file (JSONL, CSV or JSON; :func:`~autollm_sampler.history.read_history`) and check it.
 
-    Target-fidelity trials must fit the space; cheaper trials may use other values (they are carried over
-    by value) but only the space's parameter names.
+    Every trial meets :func:`~autollm_sampler.history.check_params`: values that cannot be read are an
+    error in any trial; target-fidelity trials must also fit the space (cheaper trials may use other numbers,
+    carried over by value, and may leave parameters out).
 
     Raises:
         InvalidHistoryError / InvalidTrialError: naming the file, the line and the field.
     """
     if path is None:
         return History(fidelity_axes=tuple(target))
-    text = _read(path, "history")
-    src = str(path)
-    if Path(path).suffix.lower() == ".csv":
-        history = History.from_csv(text, source=src) if text.strip() else History()
-        lines = _csv_lines(text)
-    else:
-        records = []
-        for line_no, line in enumerate(text.splitlines(), start=1):
-            if not line.strip():
-                continue
-            try:
-                rec = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise InvalidHistoryError(f"{src}, line {line_no}: not valid JSON ({exc.msg})") from None
-            if not isinstance(rec, dict):
-                raise InvalidHistoryError(f"{src}, line {line_no}: expected a JSON object, got {rec!r}")
-            if rec.get("state", "complete") == "complete" and rec.get("value") is None:
-                raise InvalidHistoryError(
-                    f"{src}, line {line_no}, field 'value': missing; a complete trial needs a value "
-                    "(or give its state: 'failed', 'pruned' or 'running')"
-                )
-            records.append((line_no, rec))
-        history = History.from_records(records, source=src)
-        lines = [n for n, _ in records]
+    history, wheres = read_history(path)
+    src = path_name(path)
     axes = tuple(history.fidelity_axes)
     if axes and not target:
-        raise InvalidHistoryError(f"{src}: the history has fidelity axes {list(axes)}; pass --target with a value for each")
+        raise InvalidHistoryError(f"{src}: the history has fidelity axes {short_repr(list(axes), 200)}; pass --target with a value for each")
     missing = [a for a in axes if a not in target]
     extra = [a for a in target if axes and a not in axes]
     if missing or extra:
         raise InvalidHistoryError(
-            f"--target {dict(target)!r} does not match the fidelity axes {list(axes)} of {src} "
-            f"(missing {missing}, unexpected {extra})"
+            f"--target {short_repr(dict(target), 200)} does not match the fidelity axes {short_repr(list(axes), 200)} of {src} "
+            f"(missing {short_repr(missing, 200)}, unexpected {short_repr(extra, 200)})"
         )
     tkey = fidelity_key(target)
     _warn_near_target(history, target, src)
     checked = History(fidelity_axes=tuple(target))
-    for i, t in enumerate(history.trials):
-        where = f"{src}, line {lines[i] if i < len(lines) else '?'}"
+    for t, where in zip(history.trials, wheres, strict=True):
         checked.add(_check_trial(t, space, tkey, where))
     return checked
 
@@ -207,17 +218,11 @@ def _warn_near_target(history: History, target: Mapping[str, float], src: str) -
 
 
 def _check_trial(t: Trial, space: SearchSpace, tkey: Any, where: str) -> Trial:
-    unknown = sorted(set(t.params) - set(space.params))
-    if unknown:
-        raise InvalidTrialError(f"{where}, field 'params.{unknown[0]}': unknown parameter; the space has {sorted(space.params)}")
-    if not t.fidelity or fidelity_key(t.fidelity) == tkey:
-        for name, p in space.params.items():
-            if name not in t.params:
-                raise InvalidTrialError(f"{where}, field 'params.{name}': missing (a target trial needs every parameter)")
-            try:
-                p.validate_value(name, t.params[name])
-            except InvalidTrialError as exc:
-                raise InvalidTrialError(f"{where}, field 'params.{name}': {exc}") from None
+    """The one rule of :func:`~autollm_sampler.history.check_params`, for every trial (cheap or target)."""
+    try:
+        check_params(space, t.params, at_target=not t.fidelity or fidelity_key(t.fidelity) == tkey)
+    except InvalidTrialError as exc:
+        raise InvalidTrialError(f"{where}, {exc}") from None
     return t
 
 
