@@ -25,6 +25,8 @@ __all__ = [
     "derive_seed",
     "finite_or_none",
     "fresh_seed",
+    "near_fidelity",
+    "NEAR_TARGET_RTOL",
     "parse_levels",
     "resolve_agent",
 ]
@@ -174,6 +176,19 @@ def parse_levels(levels: Sequence[Mapping[str, Any]], axes: Sequence[str]) -> li
         seen.add(key)
         out.append(FidelityLevel(fid, cost, str(lvl.get("name") or _level_name(fid))))
     return out
+
+
+#: Relative tolerance within which a fidelity is taken to mean the target (a target given rounded, or a token
+#: count a data loader rounded to whole batches, e.g. 25,999,966,208 for 2.6e10). The CLI warns about such
+#: trials; the Optuna sampler counts them as target runs.
+NEAR_TARGET_RTOL = 0.01
+
+
+def near_fidelity(a: Mapping[str, float], b: Mapping[str, float], rel_tol: float = NEAR_TARGET_RTOL) -> bool:
+    """Whether two fidelity points have the same axes and agree on each within ``rel_tol`` (relative)."""
+    if set(a) != set(b):
+        return False
+    return all(math.isclose(float(a[k]), float(b[k]), rel_tol=rel_tol, abs_tol=0.0) for k in a)
 
 
 def same_fidelity(a: Mapping[str, float], b: Mapping[str, float]) -> bool:

@@ -59,11 +59,15 @@ Example:
 from __future__ import annotations
 
 import io
+import json
 import logging
 import math
+import os
 import sys
 import threading
 import time
+import zlib
+from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TextIO
@@ -78,8 +82,9 @@ from pydantic import ValidationError
 
 from autollm_sampler.agent import Agent, Proposal
 from autollm_sampler.exceptions import AutoLLMSamplerError
-from autollm_sampler.history import History, Trial
+from autollm_sampler.history import History, Trial, read_history
 from autollm_sampler.integrations._common import (
+    NEAR_TARGET_RTOL,
     AgentSpec,
     CostSchedule,
     check_agent_spec,
@@ -87,14 +92,32 @@ from autollm_sampler.integrations._common import (
     derive_seed,
     finite_or_none,
     fresh_seed,
+    near_fidelity,
     parse_levels,
     resolve_agent,
     same_fidelity,
 )
 from autollm_sampler.integrations._explain import describe_history, fmt_fidelity, fmt_params, fmt_value
-from autollm_sampler.space import CategoricalParam, FloatParam, IntParam, SearchSpace, SimplexParam
+from autollm_sampler.space import (
+    ROLES,
+    CategoricalParam,
+    FloatParam,
+    IntParam,
+    SearchSpace,
+    SimplexParam,
+    check_role,
+)
 
-__all__ = ["AutoLLMSampler", "suggest_mixture", "measure_overhead", "ATTR_PREFIX"]
+__all__ = [
+    "AutoLLMSampler",
+    "suggest_mixture",
+    "measure_overhead",
+    "add_history",
+    "target_trials",
+    "target_best_trial",
+    "ATTR_PREFIX",
+    "IS_TARGET_ATTR",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -109,8 +132,12 @@ _READ_AT = ATTR_PREFIX + "read_at"  # system attr: when the history for this pro
 _PROPOSED_AT = ATTR_PREFIX + "proposed_at"  # system attr: when the proposal was written
 _BUDGET_OUT = ATTR_PREFIX + "budget_exhausted"
 _ATTEMPTS = ATTR_PREFIX + "claim_attempts"  # system attr: proposals made before one was kept
-_CLAIM_ATTEMPTS = 3
-_CACHE_LIMIT = 200_000  # cached finished trials before the caches are cleared  # proposals per trial when another process claimed the same configuration first
+_CLAIM_ATTEMPTS = 8  # proposals per trial at most while other workers claim the same configuration first
+_RUN_HERE = ATTR_PREFIX + "sampled"  # system attr: the trial started under an AutoLLMSampler
+#: User attribute set on every finished trial the sampler saw (and on imported ones): whether it is a target
+#: run. Filter on it in optuna-dashboard; :func:`target_trials` and :func:`target_best_trial` read it too.
+IS_TARGET_ATTR = ATTR_PREFIX + "is_target"
+_CACHE_LIMIT = 200_000  # cached finished trials before the caches are cleared
 
 _FINISHED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
 _PENDING = (TrialState.RUNNING, TrialState.WAITING)
@@ -216,17 +243,20 @@ class AutoLLMSampler(BaseSampler):
         self._seed = None if seed is None else int(seed)
         self._seed_base = self._seed if self._seed is not None else fresh_seed()
         self._agent_spec: AgentSpec = check_agent_spec(agent)
-        self._agent: Agent | None = agent if isinstance(agent, Agent) else None
+        # resolved now, once: an explicit checkpoint that cannot load raises here (CheckpointError), and
+        # "default" falls back (loudly, once) here rather than being retried trial after trial
+        self._agent: Agent = resolve_agent(self._agent_spec)
         self._fallback = fallback_sampler if fallback_sampler is not None else RandomSampler(seed=self._seed)
         self._mixtures = _check_mixtures(mixtures)
         self._component_of: dict[str, str] = {
             f"{g}.{c}": g for g, comps in self._mixtures.items() for c in comps
         }
-        self._roles = {str(k): str(v) for k, v in (roles or {}).items()}
+        self._roles = _check_roles(roles)
         self._fidelity_attr = fidelity_attr
         self._cost_attr = cost_attr
         self._lock = threading.RLock()
         self._warned: set[str] = set()
+        self._fallbacks: Counter[str] = Counter()
         self._reset_caches()
 
     def _reset_caches(self) -> None:
@@ -234,15 +264,25 @@ class AutoLLMSampler(BaseSampler):
         self._fid_cache: dict[tuple[int, int], dict[str, float] | None] = {}
         self._trial_cache: dict[tuple[int, int], tuple[Any, Trial | None]] = {}
         self._space_cache: dict[Any, tuple[SearchSpace, dict[str, _Slot]]] = {}
+        # finished trials (by number) that look like fidelity mistakes, found as their fidelity is first read
+        self._mistakes: dict[str, set[int]] = {}
 
     # ------------------------------------------------------------------ public properties
     @property
     def agent(self) -> Agent:
-        """The agent in use (loaded on first use; ``"default"`` may have fallen back to classical)."""
-        with self._lock:
-            if self._agent is None:
-                self._agent = resolve_agent(self._agent_spec)
-            return self._agent
+        """The agent in use (resolved at construction; ``"default"`` may have fallen back to classical)."""
+        return self._agent
+
+    @property
+    def fallback_counts(self) -> Counter[str]:
+        """How many trials (or parameters) the sampler handed to independent sampling, by kind.
+
+        ``error``: proposing raised (outside strict mode) and the whole trial was sampled independently;
+        ``unmapped``: a proposed value could not be written as a valid Optuna value, so that one parameter was
+        sampled independently while the rest of the proposal was kept; ``claim``: with shared storage, every
+        re-proposal was claimed by another worker first and the last one was kept anyway.
+        """
+        return self._fallbacks
 
     @property
     def fidelity_axes(self) -> tuple[str, ...]:
@@ -259,12 +299,15 @@ class AutoLLMSampler(BaseSampler):
         for cache in ("_fid_cache", "_trial_cache", "_space_cache"):
             state.pop(cache, None)
         if not isinstance(self._agent_spec, Agent):
-            state["_agent"] = None  # reloaded from its name or path on first use
+            state["_agent"] = None  # resolved again from its name or path when unpickled
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
         self._lock = threading.RLock()
+        if self.__dict__.get("_agent") is None:
+            self._agent = resolve_agent(self._agent_spec)
+        self.__dict__.setdefault("_fallbacks", Counter())
         self._reset_caches()
 
     # ------------------------------------------------------------------ BaseSampler API
@@ -276,6 +319,8 @@ class AutoLLMSampler(BaseSampler):
     def before_trial(self, study: Study, trial: FrozenTrial) -> None:
         self._check_single_objective(study)
         self._fallback.before_trial(study, trial)
+        if self._axes:  # marks trials run under this sampler: others without fidelity are worth a warning
+            study._storage.set_trial_system_attr(trial._trial_id, _RUN_HERE, True)
         if self._schedule is not None:
             with self._lock:
                 self._assign_fidelity(study, trial)
@@ -284,6 +329,9 @@ class AutoLLMSampler(BaseSampler):
         self, study: Study, trial: FrozenTrial, state: TrialState, values: Sequence[float] | None
     ) -> None:
         self._fallback.after_trial(study, trial, state, values)
+        fid = self._fidelity_of(trial)
+        if fid is not None:
+            study._storage.set_trial_user_attr(trial._trial_id, IS_TARGET_ATTR, same_fidelity(fid, self._target))
 
     def infer_relative_search_space(self, study: Study, trial: FrozenTrial) -> dict[str, BaseDistribution]:
         self._check_single_objective(study)
@@ -291,8 +339,10 @@ class AutoLLMSampler(BaseSampler):
             fid = self._fidelity_of(trial)
             with self._lock:
                 return self._infer_space(study, fid if fid is not None else self._target, exclude=trial.number)
-        except Exception as exc:  # never fail a study: fall back to independent sampling
-            logger.warning("AutoLLMSampler could not infer the search space (%s: %s); sampling independently", type(exc).__name__, exc)
+        except Exception as exc:  # strict: raise; else never fail a study: fall back to independent sampling
+            if self._agent.strict:
+                raise
+            self._note_failure("could not infer the search space", trial, exc)
             return {}
 
     def sample_relative(
@@ -304,14 +354,27 @@ class AutoLLMSampler(BaseSampler):
         try:
             with self._lock:
                 return self._sample_relative(study, trial, search_space)
-        except Exception as exc:  # never fail a study on valid input
-            logger.warning(
-                "AutoLLMSampler failed to propose for trial %d (%s: %s); sampling independently",
+        except Exception as exc:  # strict: raise; else never fail a study on valid input
+            if self._agent.strict:
+                raise
+            self._note_failure("failed to propose", trial, exc)
+            return {}
+
+    def _note_failure(self, what: str, trial: FrozenTrial, exc: Exception) -> None:
+        """Count a trial handed to independent sampling; log the first failure of each kind with its reason."""
+        with self._lock:
+            self._fallbacks["error"] += 1
+            self._warn_once(
+                f"fail:{what}:{type(exc).__name__}",
+                "AutoLLMSampler %s for trial %d (%s: %s); the trial is sampled independently by %s. Later failures "
+                "of this kind are not logged again but counted in sampler.fallback_counts['error']; set "
+                "AUTOLLM_STRICT=1 (or agent.strict = True) to raise instead",
+                what,
                 trial.number,
                 type(exc).__name__,
-                exc,
+                str(exc)[:300],
+                type(self._fallback).__name__,
             )
-            return {}
 
     def sample_independent(
         self, study: Study, trial: FrozenTrial, param_name: str, param_distribution: BaseDistribution
@@ -328,7 +391,22 @@ class AutoLLMSampler(BaseSampler):
                         param_name,
                         type(self._fallback).__name__,
                     )
-        return self._fallback.sample_independent(study, trial, param_name, param_distribution)
+        d = param_distribution
+        if isinstance(d, FloatDistribution) and not d.log and not math.isfinite(d.high - d.low):
+            # wider than the largest float (e.g. [-1e308, 1e308]): Optuna's samplers overflow on high - low
+            p = _to_param(d, None)
+            if isinstance(p, FloatParam):
+                rng = np.random.default_rng(derive_seed(self._seed_base, trial.number, zlib.crc32(param_name.encode())))
+                value = _cast(d, p, param_name, p.sample(rng))
+                if value is not _MISSING:
+                    return value
+        value = self._fallback.sample_independent(study, trial, param_name, param_distribution)
+        if isinstance(d, FloatDistribution) and d.step is not None:
+            # Optuna's samplers compute low + k * step, which float rounding puts off the grid far from low
+            cast = _cast(d, _to_param(d, None), param_name, value)
+            if cast is not _MISSING:
+                return cast
+        return value
 
     # ------------------------------------------------------------------ cost-aware mode
     def _trial_cost(self, t: FrozenTrial) -> tuple[int | None, float]:
@@ -463,13 +541,59 @@ class AutoLLMSampler(BaseSampler):
             file.write(text)
         return text
 
+    # ------------------------------------------------------------------ the space as the agent reads it
+    def parameter_roles(self, study: Study) -> dict[str, str]:
+        """The role the agent gives each parameter it proposes (a mixture group under its own name)."""
+        self._check_single_objective(study)
+        with self._lock:
+            search_space = self._infer_space(study, self._target, exclude=None)
+            space, _ = self._build_space(search_space, study)
+        return {name: space.role_of(name) for name in space.params}
+
+    def describe_space(self, study: Study) -> str:
+        """The search space the agent reads from ``study``, one line per parameter with its role.
+
+        A role comes from ``roles=``, from ``mixtures=``, or is guessed from the name (see
+        :func:`~autollm_sampler.space.infer_role`); pass ``roles={name: role}`` to override a guess. Parameters
+        the agent does not read (sampled by the fallback sampler) are listed too. Returns the text; prints
+        nothing.
+        """
+        self._check_single_objective(study)
+        with self._lock:
+            search_space = self._infer_space(study, self._target, exclude=None)
+            space, slots = self._build_space(search_space, study)
+        lines = [f"Search space of the agent (target {fmt_fidelity(self._target) if self._target else 'all trials'}):"]
+        if not space.params:
+            lines.append("  (no parameter yet: the space is read from the study's finished trials)")
+        width = max((len(n) for n in space.params), default=0)
+        for name, p in space.params.items():
+            if isinstance(p, SimplexParam):
+                source = "given in roles=" if name in self._roles else "mixtures="
+            else:
+                source = "given in roles=" if name in self._roles else "guessed from the name"
+            lines.append(f"  {name:<{width}}  {_describe_param(p)}; role {space.role_of(name)} ({source})")
+        used = {n for slot in slots.values() for n in slot.optuna_names}
+        seen: list[str] = []
+        for t in study.get_trials(deepcopy=False, states=_FINISHED):
+            seen.extend(n for n in t.distributions if n not in used and n not in seen)
+        if seen:
+            shown = ", ".join(seen[:20]) + (f" and {len(seen) - 20} more" if len(seen) > 20 else "")
+            lines.append(f"Sampled by the fallback sampler ({type(self._fallback).__name__}): {shown}")
+        lines.append(f"Valid roles for roles={{name: role}}: {', '.join(ROLES)}.")
+        return "\n".join(lines)
+
     # ------------------------------------------------------------------ internals: fidelity
     def _has_fidelity(self, t: FrozenTrial) -> bool:
         ua = t.user_attrs
         return self._fidelity_attr in ua or any(a in ua for a in self._axes)
 
     def _fidelity_of(self, t: FrozenTrial) -> dict[str, float] | None:
-        """A trial's fidelity (target values for axes it leaves out); ``None`` when its attribute is invalid."""
+        """A trial's fidelity (target values for axes it leaves out); ``None`` when its attribute is invalid.
+
+        Numeric strings (as ``csv.DictReader`` gives them) are read as numbers. A fidelity within
+        ``NEAR_TARGET_RTOL`` of the target on every axis is the target, unless it is one of the cost-aware
+        levels. Each kind of problem is logged once per sampler, not once per trial.
+        """
         if not self._axes:
             return {}
         ua = t.user_attrs
@@ -478,22 +602,50 @@ class AutoLLMSampler(BaseSampler):
             src: Mapping[str, Any] = {a: ua[a] for a in self._axes if a in ua}
         elif isinstance(raw, Mapping):
             src = raw
-        elif len(self._axes) == 1 and finite_or_none(raw) is not None:
+        elif len(self._axes) == 1 and _fidelity_number(raw) is not None:
             src = {self._axes[0]: raw}
         else:
-            self._warn_once(f"fid:{t.number}", "trial %d: user attribute %r is %r, not a {axis: number} dict; the trial is left out of the history", t.number, self._fidelity_attr, raw)
+            self._warn_once(
+                "fid:attr",
+                "trial %d: user attribute %r is %s, not a {axis: number} dict; such trials are left out of the "
+                "history (warned once)",
+                t.number, self._fidelity_attr, _short(raw),
+            )
             return None
         fid = dict(self._target)
         for a, v in src.items():
             if a not in fid:
                 self._warn_once(f"axis:{a}", "fidelity axis %r (trial %d) is not one of %r; it is ignored", a, t.number, list(self._axes))
                 continue
-            fv = finite_or_none(v)
+            fv = _fidelity_number(v)
             if fv is None:
-                self._warn_once(f"fid:{t.number}", "trial %d: fidelity %r is %r, not a finite number; the trial is left out of the history", t.number, a, v)
+                self._warn_once(
+                    f"fid:bad:{a}",
+                    "trial %d: fidelity %r is %s, not a finite number; such trials are left out of the history "
+                    "(warned once per axis)",
+                    t.number, a, _short(v),
+                )
                 return None
+            if isinstance(v, str) and "fid:str" not in self._warned:
+                self._warned.add("fid:str")
+                logger.info("trial %d: fidelity %r is the string %r; fidelity strings are read as numbers", t.number, a, _short(v))
             fid[a] = fv
+        if not same_fidelity(fid, self._target) and near_fidelity(fid, self._target):
+            if self._schedule is None or self._schedule.level_of(fid) is None:
+                self._warn_once(
+                    "fid:near",
+                    "trial %d: fidelity %s is within %.3g%% of the target %s on every axis, so it counts as a "
+                    "target run, as does every trial this close (warned once); give the target's exact values to "
+                    "silence this",
+                    t.number, fmt_fidelity(fid), 100 * NEAR_TARGET_RTOL, fmt_fidelity(self._target),
+                )
+                return dict(self._target)
         return fid
+
+    def is_target_trial(self, trial: FrozenTrial) -> bool:
+        """Whether ``trial`` ran at the target fidelity, as the sampler reads it (near-target runs included)."""
+        fid = self._fidelity_of(trial)
+        return fid is not None and same_fidelity(fid, self._target)
 
     def _cached_fidelity(self, study: Study, t: FrozenTrial) -> dict[str, float] | None:
         if t.state not in _FINISHED:
@@ -503,7 +655,43 @@ class AutoLLMSampler(BaseSampler):
             if len(self._fid_cache) > _CACHE_LIMIT:
                 self._fid_cache.clear()
             self._fid_cache[key] = self._fidelity_of(t)
+            self._note_mistakes(t)
         return self._fid_cache[key]
+
+    def _note_mistakes(self, t: FrozenTrial) -> None:
+        """Remember a finished trial that has no fidelity without being run here, or an axis among its params."""
+        if not self._axes or not t.params:
+            return
+        in_params = [a for a in self._axes if a in t.params]
+        for a in in_params:
+            self._mistakes.setdefault(f"fid:param:{a}", set()).add(t.number)
+        if not in_params and not self._has_fidelity(t) and _RUN_HERE not in t.system_attrs:
+            self._mistakes.setdefault("fid:none", set()).add(t.number)
+
+    def _report_mistakes(self) -> None:
+        """Warn (once each) about the trials :meth:`_note_mistakes` found, with their count."""
+        for key, numbers in self._mistakes.items():
+            if key in self._warned or not numbers:
+                continue
+            self._warned.add(key)
+            first = min(numbers)
+            if key == "fid:none":
+                logger.warning(
+                    "%d finished trial(s) (first: #%d) have no %r user attribute and were not run by this sampler "
+                    "(added with add_trial, or run under another sampler), so they count as target runs at %s. If "
+                    "they ran cheaper, attach their fidelity: create_trial(..., user_attrs={%r: {axis: value}}), or "
+                    "import them with autollm_sampler.integrations.optuna.add_history(); give real target runs "
+                    "the target as their fidelity to silence this (warned once)",
+                    len(numbers), first, self._fidelity_attr, fmt_fidelity(self._target), self._fidelity_attr,
+                )
+            else:
+                axis = key.split(":", 2)[2]
+                logger.warning(
+                    "fidelity axis %r is a parameter of %d trial(s) (first: #%d), but the sampler reads fidelity "
+                    "from user attributes only: give it as user_attrs={%r: {%r: value, ...}} instead of in params, "
+                    "or trials without it count as target runs (warned once)",
+                    axis, len(numbers), first, self._fidelity_attr, axis,
+                )
 
     def _warn_once(self, key: str, msg: str, *args: Any) -> None:
         if key not in self._warned:
@@ -663,6 +851,8 @@ class AutoLLMSampler(BaseSampler):
             if known is not None:
                 known[t.number] = t.params
             trials.append(converted)
+        if self._mistakes:
+            self._report_mistakes()
         return History.model_construct(trials=trials, fidelity_axes=self._axes), pending
 
     def _convert_finished(self, study: Study, t: FrozenTrial, space: SearchSpace, slots: Mapping[str, _Slot]) -> Trial | None:
@@ -701,23 +891,33 @@ class AutoLLMSampler(BaseSampler):
             seed = derive_seed(self._seed_base, trial.number, attempt)
             proposal = self.agent.propose(history, space, fid_now, n=1, seed=seed, pending=pending)[0]
             params = self._to_optuna(proposal.params, search_space, space, slots)
+            self._note_unmapped(proposal.params, params, slots)
             # claim: the proposal first, then the time its write completed
             storage.set_trial_system_attr(trial._trial_id, _PROPOSAL, params)
             proposed_at = time.time()
             for k, v in ((_PROPOSED_AT, proposed_at), (_READ_AT, read_at), (_ATTEMPTS, attempt + 1)):
                 storage.set_trial_system_attr(trial._trial_id, k, v)
-            if not shared:
+            if not shared or not params:
                 break  # one process: the lock already serialises proposals
             # verify: did another process claim the same configuration first, unseen at read time?
-            read_at = time.time()
             clash = self._claimed_elsewhere(study, trial, params, proposed_at, fid_now, known)
-            if clash is None or attempt == _CLAIM_ATTEMPTS - 1:
+            if clash is None:
+                break
+            if attempt == _CLAIM_ATTEMPTS - 1:
+                self._fallbacks["claim"] += 1
+                self._warn_once(
+                    "claim",
+                    "trial %d: %d proposals in a row were claimed first by other workers; the last one (also "
+                    "claimed by trial %d) is kept (warned once, counted in sampler.fallback_counts['claim'])",
+                    trial.number, _CLAIM_ATTEMPTS, clash[0],
+                )
                 break
             logger.debug("trial %d: %s was claimed by trial %d first; proposing again", trial.number, params, clash[0])
-            known[clash[0]] = clash[1]
-            cfg = self._agent_params(clash[1], space, slots)
-            if set(cfg) == set(space.params):
-                pending.append(cfg)
+            # read the study again: every claim and result visible now is pending or history for the next try,
+            # not only the one that clashed
+            read_at = time.time()
+            known = {}
+            history, pending = self._collect(study, trial, space, slots, fid_now, known)
         user: dict[str, Any] = {
             _PRED: finite_or_none(proposal.predicted_value),
             _STD: finite_or_none(proposal.predicted_std),
@@ -761,6 +961,21 @@ class AutoLLMSampler(BaseSampler):
             if f is not None and same_fidelity(f, fid_now):
                 return t.number, merged
         return None
+
+    def _note_unmapped(self, config: Mapping[str, Any], params: Mapping[str, Any], slots: Mapping[str, _Slot]) -> None:
+        """Count (and log once per parameter) proposed values that :meth:`_to_optuna` could not write."""
+        for name, slot in slots.items():
+            for oname in slot.optuna_names:
+                if oname in params:
+                    continue
+                self._fallbacks["unmapped"] += 1
+                self._warn_once(
+                    f"unmapped:{oname}",
+                    "the agent's value for %r (%s) is not a valid value of its distribution; that parameter is "
+                    "sampled independently, the rest of the proposal is kept (warned once per parameter, counted "
+                    "in sampler.fallback_counts['unmapped'])",
+                    oname, repr(config.get(name))[:80],
+                )
 
     def _to_optuna(
         self,
@@ -810,6 +1025,7 @@ def _to_param(dist: BaseDistribution, role: str | None) -> FloatParam | IntParam
         if isinstance(dist, FloatDistribution):
             return FloatParam(low=dist.low, high=dist.high, log=dist.log, step=dist.step, role=role)
         if isinstance(dist, IntDistribution):
+            float(dist.low), float(dist.high)  # OverflowError (not read) beyond the float range
             return IntParam(low=dist.low, high=dist.high, log=dist.log, step=dist.step, role=role)
         if isinstance(dist, CategoricalDistribution):
             choices = dist.choices
@@ -819,7 +1035,7 @@ def _to_param(dist: BaseDistribution, role: str | None) -> FloatParam | IntParam
                 if isinstance(c, float) and not math.isfinite(c):
                     return None
             return CategoricalParam(choices=tuple(choices), role=role)  # type: ignore[arg-type]
-    except (ValidationError, ValueError):
+    except (ValidationError, ValueError, OverflowError):
         return None
     return None
 
@@ -835,16 +1051,22 @@ def _cast(dist: BaseDistribution, p: Any, name: str, value: Any) -> Any:
             f = finite_or_none(value)
             if f is None:
                 return _MISSING
-            v = int(round(f))
+            iv = value if isinstance(value, (int, np.integer)) and not isinstance(value, bool) else round(f)
+            q, r = divmod(int(iv) - dist.low, dist.step)  # onto the step grid, exactly (ints)
+            v = dist.low + min(max(q + (2 * r >= dist.step), 0), (dist.high - dist.low) // dist.step) * dist.step
         elif isinstance(dist, FloatDistribution):
             f = finite_or_none(value)
             if f is None:
                 return _MISSING
             v = float(min(max(f, dist.low), dist.high))
+            if dist.step is not None and isinstance(p, FloatParam) and not dist._contains(v):
+                n_max = p.n_steps()  # far from low, float rounding puts most products off Optuna's grid test
+                if n_max is not None:
+                    v = p._grid_value(v, n_max)
         else:
             return _MISSING
         return v if dist._contains(dist.to_internal_repr(v)) else _MISSING
-    except (AutoLLMSamplerError, ValueError, TypeError, IndexError):
+    except (AutoLLMSamplerError, ValueError, TypeError, IndexError, ArithmeticError):
         return _MISSING
 
 
@@ -869,6 +1091,285 @@ def _check_mixtures(mixtures: Mapping[str, Sequence[str]] | None) -> dict[str, t
             raise ValueError(f"mixtures[{name!r}] = {list(cs)!r}: give at least two distinct component names")
         out[str(name)] = cs
     return out
+
+
+# ---------------------------------------------------------------------- fidelity helpers
+def _short(x: Any, limit: int = 80) -> str:
+    """``repr(x)``, cut to ``limit`` characters (messages stay short whatever the user stored)."""
+    r = repr(x)
+    return r if len(r) <= limit else r[: limit - 3] + "..."
+
+
+def _fidelity_number(x: Any) -> float | None:
+    """A fidelity value as a finite float: numbers, and numeric strings such as ``"2.6e10"``."""
+    if isinstance(x, str):
+        try:
+            v = float(x.strip().replace("_", ""))
+        except ValueError:
+            return None
+        return v if math.isfinite(v) else None
+    return finite_or_none(x)
+
+
+def _check_roles(roles: Mapping[str, str] | None) -> dict[str, str]:
+    """``roles=`` with every role checked (an unknown one is a ``ValueError`` naming the parameter)."""
+    if roles is None:
+        return {}
+    if not isinstance(roles, Mapping):
+        raise ValueError(f"roles must be a mapping of parameter name to role, e.g. {{'peak_lr': 'lr'}}; got {_short(roles)}")
+    out: dict[str, str] = {}
+    for name, role in roles.items():
+        try:
+            out[str(name)] = check_role(role)
+        except ValueError as exc:
+            raise ValueError(f"roles[{_short(name)}]: {exc}") from None
+    return out
+
+
+def _describe_param(p: Any) -> str:
+    if isinstance(p, FloatParam):
+        extra = ", log" if p.log else (f", step {p.step:.4g}" if p.step is not None else "")
+        return f"float in [{p.low:.4g}, {p.high:.4g}]{extra}"
+    if isinstance(p, IntParam):
+        extra = ", log" if p.log else (f", step {p.step}" if p.step != 1 else "")
+        return f"int in [{p.low}, {p.high}]{extra}"
+    if isinstance(p, CategoricalParam):
+        shown = ", ".join(repr(c) for c in p.choices[:8]) + (", ..." if len(p.choices) > 8 else "")
+        return f"categorical [{shown}]"
+    if isinstance(p, SimplexParam):
+        return f"mixture of {', '.join(p.components)}"
+    return type(p).__name__
+
+
+# ---------------------------------------------------------------------- importing runs, target-only views
+def _sampler_of(study: Study, sampler: AutoLLMSampler | None, what: str) -> AutoLLMSampler:
+    s = sampler if sampler is not None else study.sampler
+    if not isinstance(s, AutoLLMSampler):
+        raise TypeError(
+            f"{what} needs the AutoLLMSampler whose fidelity axes and target apply: create the study with "
+            f"sampler=AutoLLMSampler(...), or pass sampler=...; the study's sampler is {type(s).__name__}"
+        )
+    return s
+
+
+def _optuna_distributions(space: SearchSpace) -> dict[str, BaseDistribution]:
+    """A :class:`SearchSpace` as Optuna distributions (a simplex as ``<name>.<component>`` floats in [0, 1])."""
+    out: dict[str, BaseDistribution] = {}
+    for name, p in space.params.items():
+        if isinstance(p, FloatParam):
+            out[name] = FloatDistribution(p.low, p.high, log=p.log, step=p.step)
+        elif isinstance(p, IntParam):
+            out[name] = IntDistribution(p.low, p.high, log=p.log, step=p.step)
+        elif isinstance(p, CategoricalParam):
+            out[name] = CategoricalDistribution(list(p.choices))
+        elif isinstance(p, SimplexParam):
+            for c in p.components:
+                out[f"{name}.{c}"] = FloatDistribution(0.0, 1.0)
+    return out
+
+
+def _load_runs(history: History | str | os.PathLike[str]) -> tuple[History, list[str], str]:
+    """The runs, where each came from (``"runs.csv, line 3"``) and the source's name."""
+    if isinstance(history, History):
+        return history, [f"history trial {_short(t.id, 40)}" for t in history.trials], "the history"
+    if not isinstance(history, (str, os.PathLike)):
+        raise TypeError(f"history must be a History or the path of a .csv, .jsonl or .json file, got {type(history).__name__}")
+    runs, where = read_history(history)
+    return runs, where, str(history)
+
+
+def _expand_params(params: Mapping[str, Any], dists: Mapping[str, BaseDistribution]) -> dict[str, Any]:
+    """A run's params in Optuna names: a mixture ``{"mix": {"web": w, ...}}`` becomes ``mix.web`` ... ."""
+    out: dict[str, Any] = {}
+    for name, v in params.items():
+        if isinstance(v, Mapping) and name not in dists:
+            for c, w in v.items():
+                out[f"{name}.{c}"] = w
+        else:
+            out[name] = v
+    return out
+
+
+def add_history(
+    study: Study,
+    history: History | str | os.PathLike[str],
+    *,
+    distributions: Mapping[str, BaseDistribution] | SearchSpace | None = None,
+    sampler: AutoLLMSampler | None = None,
+) -> int:
+    """Add earlier runs (a spreadsheet of them, or a :class:`History`) to ``study`` as finished trials.
+
+    Each run becomes an Optuna trial with its params, value and state (``complete``, ``pruned`` with its
+    value as the last intermediate value, ``failed``), and user attributes as the sampler reads them: its
+    fidelity under the sampler's ``fidelity_attr`` (axes a run leaves out take the target's value, so a run
+    without fidelity is a target run), its ``cost`` (the sampler's ``cost_attr``), ``autollm:history_id``
+    (the run's id) and :data:`IS_TARGET_ATTR`. ``running`` runs are skipped.
+
+    Args:
+        study: the study; its sampler is the :class:`AutoLLMSampler` whose fidelity axes and target apply
+            (or pass ``sampler=``).
+        history: a :class:`History`, or the path of a ``.csv`` (columns ``param:NAME`` or bare names,
+            ``fidelity:AXIS``, ``value``, ``state``, ``cost``, ``id``), ``.jsonl`` or ``.json`` file.
+        distributions: the Optuna distribution of each parameter, as the objective suggests it, or a
+            :class:`SearchSpace` (a simplex ``mix`` becomes ``mix.<component>`` floats in [0, 1], as
+            :func:`suggest_mixture` suggests them). Default: the distributions of the study's trials.
+        sampler: overrides the study's sampler as the source of the fidelity axes, target and attributes.
+
+    Returns:
+        The number of trials added. Runs whose value lies outside its distribution (or is not one of its
+        choices) are skipped with one warning; widen the distribution to keep them.
+
+    Raises:
+        InvalidHistoryError / InvalidTrialError: the file cannot be read or parsed (naming the file, line and field).
+        TypeError: no :class:`AutoLLMSampler` is known for the study.
+        ValueError: a parameter has no distribution, or a run's fidelity axes are not the sampler's.
+
+    Example:
+        >>> import optuna
+        >>> from optuna.distributions import FloatDistribution
+        >>> from autollm_sampler.history import Trial
+        >>> s = AutoLLMSampler(fidelity=("n_params",), target={"n_params": 1e9}, agent="classical", seed=0)
+        >>> study = optuna.create_study(sampler=s)
+        >>> runs = History(trials=[Trial(id="a", params={"lr": 3e-3}, fidelity={"n_params": 1e8}, value=2.9)])
+        >>> add_history(study, runs, distributions={"lr": FloatDistribution(1e-4, 1e-1, log=True)})
+        1
+        >>> study.trials[0].user_attrs["fidelity"], study.trials[0].user_attrs["autollm:is_target"]
+        ({'n_params': 100000000.0}, False)
+    """
+    s = _sampler_of(study, sampler, "add_history()")
+    runs, wheres, source = _load_runs(history)
+    if isinstance(distributions, SearchSpace):
+        dists: dict[str, BaseDistribution] = _optuna_distributions(distributions)
+    elif distributions is not None:
+        if not isinstance(distributions, Mapping):
+            raise TypeError(f"distributions must be a mapping of name to Optuna distribution, or a SearchSpace; got {type(distributions).__name__}")
+        dists = dict(distributions)
+    else:
+        dists = {}
+        for t in study.get_trials(deepcopy=False):
+            dists.update(t.distributions)
+    axes = s.fidelity_axes
+    target = s.target
+    frozen: list[FrozenTrial] = []
+    skipped: list[str] = []
+    running = no_fid = 0
+    for i, run in enumerate(runs.trials):
+        where = wheres[i] if i < len(wheres) else f"{source}, trial {_short(run.id, 40)}"
+        extra = [a for a in run.fidelity if a not in axes]
+        if extra:
+            raise ValueError(
+                f"{where}: fidelity axis {extra[0]!r} is not one of the sampler's axes {list(axes)!r}; "
+                "name every axis in AutoLLMSampler(fidelity=...)"
+            )
+        if run.state == "running":
+            running += 1
+            continue
+        params = _expand_params(run.params, dists)
+        unknown = [n for n in params if n not in dists]
+        if unknown:
+            raise ValueError(
+                f"{where}: no distribution is known for parameter(s) {', '.join(repr(n) for n in unknown[:5])}; pass "
+                "distributions={name: optuna.distributions...} as the objective suggests them (or a SearchSpace), "
+                "or drop the column"
+            )
+        used: dict[str, BaseDistribution] = {}
+        ok = True
+        for n, v in params.items():
+            d = dists[n]
+            try:
+                if isinstance(v, bool) and not isinstance(d, CategoricalDistribution):
+                    raise ValueError(v)
+                if isinstance(d, IntDistribution) and isinstance(v, float) and v.is_integer():
+                    params[n] = v = int(v)
+                ok = d._contains(d.to_internal_repr(v))
+            except (ValueError, TypeError):
+                ok = False
+            if not ok:
+                skipped.append(f"{where}: {n}={_short(v, 40)} is outside {d}")
+                break
+            used[n] = d
+        if not ok:
+            continue
+        if not run.fidelity and axes:
+            no_fid += 1
+        fid = {**target, **run.fidelity}
+        user_attrs: dict[str, Any] = {}
+        for k, v in run.attrs.items():
+            try:
+                json.dumps(v)
+            except (TypeError, ValueError):
+                continue
+            user_attrs[str(k)] = v
+        if axes:
+            user_attrs[s._fidelity_attr] = fid
+        if run.cost is not None:
+            user_attrs[s._cost_attr] = run.cost
+        user_attrs[ATTR_PREFIX + "history_id"] = run.id
+        if run.state == "complete":
+            state, value, inter = TrialState.COMPLETE, run.value, None
+        elif run.state == "pruned":
+            state, value, inter = TrialState.PRUNED, None, ({0: run.value} if run.value is not None else None)
+        else:
+            state, value, inter = TrialState.FAIL, None, None
+        try:
+            ft = optuna.trial.create_trial(
+                state=state, value=value, params=params, distributions=used, user_attrs=user_attrs, intermediate_values=inter
+            )
+        except ValueError as exc:
+            raise ValueError(f"{where}: {_short(str(exc), 300)}") from None
+        ft.user_attrs[IS_TARGET_ATTR] = s.is_target_trial(ft)
+        frozen.append(ft)
+    if skipped:
+        logger.warning(
+            "add_history: %d run(s) skipped because a value lies outside its distribution (first: %s); widen the "
+            "distribution to import them", len(skipped), skipped[0],
+        )
+    if running:
+        logger.warning("add_history: %d running run(s) in %s skipped; add them once they finished", running, source)
+    if no_fid:
+        logger.warning(
+            "add_history: %d run(s) in %s have no fidelity, so they are target runs at %s; if they ran cheaper, give "
+            "them fidelity (CSV columns fidelity:AXIS, or a 'fidelity' field in JSONL)", no_fid, source, fmt_fidelity(target),
+        )
+    study.add_trials(frozen)
+    return len(frozen)
+
+
+def target_trials(
+    study: Study,
+    *,
+    sampler: AutoLLMSampler | None = None,
+    states: Sequence[TrialState] | None = (TrialState.COMPLETE,),
+) -> list[FrozenTrial]:
+    """The trials of ``study`` that ran at the target fidelity (completed ones by default).
+
+    The fidelity is read as the sampler reads it (``sampler=``, else the study's :class:`AutoLLMSampler`;
+    near-target runs included). For a study loaded without one (``optuna.load_study``), the
+    :data:`IS_TARGET_ATTR` user attribute the sampler left on each trial decides.
+    """
+    s = sampler if sampler is not None else study.sampler
+    trials = study.get_trials(deepcopy=False, states=None if states is None else tuple(states))
+    if isinstance(s, AutoLLMSampler):
+        return [t for t in trials if s.is_target_trial(t)]
+    return [t for t in trials if t.user_attrs.get(IS_TARGET_ATTR) is True]
+
+
+def target_best_trial(study: Study, *, sampler: AutoLLMSampler | None = None) -> FrozenTrial:
+    """The best completed target trial: ``study.best_trial`` without the cheap runs.
+
+    Raises:
+        ValueError: when no target trial has completed with a finite value yet.
+    """
+    if len(study.directions) > 1:
+        raise ValueError("target_best_trial() needs a single-objective study")
+    done = [t for t in target_trials(study, sampler=sampler) if _finite(t.value)]
+    if not done:
+        raise ValueError(
+            "no target trial has completed yet (study.best_trial may be a cheap run); run trials at the target, "
+            "or check the fidelity the trials carry"
+        )
+    sign = 1.0 if study.direction == optuna.study.StudyDirection.MINIMIZE else -1.0
+    return min(done, key=lambda t: (sign * float(t.value), t.number))  # type: ignore[arg-type]
 
 
 # ---------------------------------------------------------------------- overhead benchmark
