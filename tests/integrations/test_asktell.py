@@ -50,7 +50,7 @@ def test_ask_tell_loop_never_repeats_and_tracks_pending() -> None:
     at = with_cheap_runs()
     first = at.ask()
     assert first.params == {"lr": 3e-3, "bs": 64} and first.fidelity == TARGET
-    assert first.rationale.startswith("Transferred") and first.predicted_value == pytest.approx(1.3 * loss(3e-3, 64))
+    assert first.rationale.startswith("Transferred") and first.predicted_value is None  # one cheaper cell: no trend
     batch = at.ask_batch(3)
     assert len({(s.params["lr"], s.params["bs"]) for s in [first, *batch]}) == 4
     assert [t.id for t in at.pending] == [first.id] + [s.id for s in batch]

@@ -57,7 +57,8 @@ def test_suggest_prints_a_json_list_of_proposals(files: dict[str, Path], capsys:
     for p in props:
         assert set(p) == {"params", "predicted_value", "predicted_std", "rationale"}
         assert set(p["params"]) == {"lr", "batch_size", "mix"} and sum(p["params"]["mix"].values()) == pytest.approx(1.0)
-    assert props[0]["params"]["lr"] == 0.003 and props[0]["predicted_value"] == 3.1
+    # one cheaper cell: the classical agent has no trend to extrapolate, so no prediction for the target
+    assert props[0]["params"]["lr"] == 0.003 and props[0]["predicted_value"] is None
     # reproducible with --seed, JSON space and CSV history accepted
     rc2, out2, _ = run(capsys, "suggest", "--space", str(files["space.json"]), "--history", str(files["h.jsonl"]),
                        "--target", "n_params=1e9", "-n", "2", "--seed", "0", "--agent", "classical")

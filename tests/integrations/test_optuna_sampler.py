@@ -308,7 +308,7 @@ def test_rationale_and_prediction_are_stored_and_explained() -> None:
     study.optimize(objective, n_trials=2)
     t = study.trials[20]
     assert "Transferred from the nearest cheaper cell" in t.user_attrs["autollm:rationale"]
-    assert t.user_attrs["autollm:predicted_value"] == pytest.approx(loss(3e-3, 128, 1.3))
+    assert t.user_attrs["autollm:predicted_value"] is None  # one cheaper cell: no prediction for the target
     assert t.user_attrs["autollm:source"] == "classical"
     buf = io.StringIO()
     text = sampler.explain(study, file=buf)
