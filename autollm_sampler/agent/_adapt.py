@@ -32,7 +32,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["ADAPT_SPEC", "TargetEvidence", "correct", "failure_prob", "select"]
+from autollm_sampler.agent._numpy_net import _erf
+
+__all__ = ["ADAPT_SPEC", "TargetEvidence", "correct", "evidence", "failure_prob", "select", "thin"]
 
 #: every constant of the adaptation, by name (recorded in the checkpoint's config.json feature spec)
 ADAPT_SPEC: dict[str, float] = {
@@ -44,6 +46,7 @@ ADAPT_SPEC: dict[str, float] = {
     "fail_radius": 0.08,  # failure influence radius, in unit-cube distance / sqrt(width)
     "batch_radius": 0.05,  # pending / picked points push candidates within this radius away
     "policy_weight": 0.05,  # weight of the policy's log-probability in the acquisition (tie-breaking)
+    "max_gp_runs": 256,  # the residual GP reads at most this many target runs: the best half and the latest half
 }
 
 
@@ -80,6 +83,7 @@ def correct(mu: np.ndarray, sigma: np.ndarray, units: np.ndarray, ev: TargetEvid
     """Corrected mean and standard deviation of candidates (minimisation sign) given the target runs."""
     if len(ev.y) == 0:
         return mu, sigma
+    ev = thin(ev)
     r = ev.y - ev.mu
     base = float(np.median(sigma)) if len(sigma) else 1.0
     scale = max(float(np.sqrt(np.mean(r**2))), base, 1e-9)
@@ -102,6 +106,19 @@ def correct(mu: np.ndarray, sigma: np.ndarray, units: np.ndarray, ev: TargetEvid
     return mu2, sig2
 
 
+def thin(ev: TargetEvidence) -> TargetEvidence:
+    """At most ``max_gp_runs`` runs for the GP (its cost grows with the cube of the count): the best outcomes
+    and the most recent runs, half each; the failed/diverged set is kept whole."""
+    m_max = int(ADAPT_SPEC["max_gp_runs"])
+    m = len(ev.y)
+    if m <= m_max:
+        return ev
+    best = np.argsort(ev.y, kind="stable")[: m_max // 2]
+    rest = np.setdiff1d(np.arange(m), best)
+    keep = np.sort(np.concatenate([best, rest[-(m_max - len(best)):]]))
+    return TargetEvidence(units=ev.units[keep], y=ev.y[keep], mu=ev.mu[keep], bad_units=ev.bad_units)
+
+
 def failure_prob(units: np.ndarray, ev: TargetEvidence) -> np.ndarray:
     """Chance that a candidate fails, from its distance to the nearest failed or diverged target run."""
     if len(ev.bad_units) == 0:
@@ -113,7 +130,7 @@ def failure_prob(units: np.ndarray, ev: TargetEvidence) -> np.ndarray:
 def _ei(mu: np.ndarray, sigma: np.ndarray, best: float) -> np.ndarray:
     s = np.maximum(sigma, 1e-12)
     z = (best - mu) / s
-    cdf = 0.5 * (1 + np.vectorize(math.erf)(z / math.sqrt(2)))
+    cdf = 0.5 * (1 + _erf(z / math.sqrt(2)))
     pdf = np.exp(-0.5 * z * z) / math.sqrt(2 * math.pi)
     return s * (z * cdf + pdf)  # type: ignore[no-any-return]
 

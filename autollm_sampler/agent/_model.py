@@ -43,7 +43,7 @@ from typing import Any
 
 import numpy as np
 
-from autollm_sampler.agent._adapt import correct, evidence, select
+from autollm_sampler.agent._adapt import correct, evidence, select, thin
 from autollm_sampler.agent._base import Agent, Proposal
 from autollm_sampler.agent._classical import config_key_or_none, tried_configs, tried_keys
 from autollm_sampler.agent._features import D_MAX, F_AX, N_CH, N_SCAL, Encoded, encode, with_queries
@@ -80,6 +80,24 @@ class AgentModelConfig:
             )
         if not 1 <= self.max_params <= D_MAX:
             raise ValueError(f"max_params must be in [1, {D_MAX}], got {self.max_params}")
+
+
+def _units_or_skip(space: SearchSpace, configs: Sequence[Mapping[str, Any]]) -> tuple[list[int], np.ndarray]:
+    """Unit points of the configurations that are whole configurations of ``space`` (others are skipped)."""
+    if not configs:
+        return [], np.zeros((0, space.width))
+    try:
+        return list(range(len(configs))), space.to_unit_many(configs)
+    except (KeyError, TypeError, ValueError):
+        pass
+    ok, rows = [], []
+    for i, c in enumerate(configs):
+        try:
+            rows.append(space.to_unit(c))
+        except (KeyError, TypeError, ValueError):
+            continue
+        ok.append(i)
+    return ok, (np.stack(rows) if rows else np.zeros((0, space.width)))
 
 
 def unit_keys(units: np.ndarray) -> np.ndarray:
@@ -360,28 +378,32 @@ class TransformerAgent(Agent):
     ) -> tuple[np.ndarray, np.ndarray, list[int]]:
         """Correct the predictions with the target runs, avoid failures, spread batches (``agent/_adapt.py``)."""
         tkey = fidelity_key(target)
-        done_u, done_y, failed_u, ran = [], [], [], set()
+        done_c, done_y, failed_c = [], [], []
         for t in history.trials:
             if fidelity_key(t.fidelity) != tkey or t.state not in ("complete", "failed"):
                 continue
-            key = config_key_or_none(space, t.params)
-            if key is None:
-                continue
-            ran.add(key)
             if t.state == "complete" and t.value is not None:
-                done_u.append(space.to_unit(t.params))
+                done_c.append(t.params)
                 done_y.append(float(t.value))
             else:
-                failed_u.append(space.to_unit(t.params))
-        pend = [space.to_unit(p) for p in pending if (k := config_key_or_none(space, p)) is not None and k not in ran]
-        pending_units = np.stack(pend) if pend else np.zeros((0, space.width))
+                failed_c.append(t.params)
+        W = space.width
+        done_ok, du = _units_or_skip(space, done_c)
+        done_y = [done_y[i] for i in done_ok]
+        failed_ok, fu = _units_or_skip(space, failed_c)
+        failed_u = list(fu)
+        ran = set(unit_keys(np.concatenate([du, fu])).tolist())
+        _, pu = _units_or_skip(space, list(pending))
+        pending_units = pu[[k not in ran for k in unit_keys(pu).tolist()]] if len(pu) else np.zeros((0, W))
+        done_u = list(du)
+        pend = list(pending_units)
         if not done_u and not failed_u and not pend and n == 1:
             return value, std, self._select(score, n, np.random.default_rng(0))
         sign = space.sign
-        W = space.width
-        du = np.stack(done_u) if done_u else np.zeros((0, W))
-        mu_runs = self.score(history, space, target, du, base=base)[2] if len(du) else np.zeros(0)
-        ev = evidence(du, sign * np.asarray(done_y, float), sign * mu_runs, failed_u)
+        # split off diverged runs and thin to the GP's budget first, so only the runs it reads are scored
+        ev = thin(evidence(du, sign * np.asarray(done_y, float), np.zeros(len(du)), failed_u))
+        if len(ev.units):
+            ev.mu = sign * self.score(history, space, target, ev.units, base=base)[2]
         mu_c, sd_c = correct(sign * value, std, units, ev)
         order = select(score, mu_c, sd_c, units, ev, pending_units, n)
         return sign * mu_c, sd_c, order
