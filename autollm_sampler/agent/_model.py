@@ -45,7 +45,7 @@ import numpy as np
 
 from autollm_sampler.agent._adapt import correct, evidence, select, thin
 from autollm_sampler.agent._base import Agent, Proposal
-from autollm_sampler.agent._classical import config_key_or_none, tried_configs, tried_keys
+from autollm_sampler.agent._classical import tried_configs, tried_keys
 from autollm_sampler.agent._features import D_MAX, F_AX, N_CH, N_SCAL, Encoded, encode, with_queries
 from autollm_sampler.agent._numpy_net import NumpyPolicyNet
 from autollm_sampler.agent._rationale import explain_choice, model_rationale  # noqa: F401  (explain_choice: re-exported)
