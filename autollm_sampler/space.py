@@ -252,20 +252,62 @@ class FloatParam(_ParamBase):
             return [0.5]
         if self.log:
             return [float(np.clip((math.log(v) - math.log(self.low)) / (math.log(self.high) - math.log(self.low)), 0, 1))]
-        return [float(np.clip((v - self.low) / (self.high - self.low), 0, 1))]
+        return [float(np.clip(_frac(v, self.low, self.high), 0, 1))]
 
     def from_unit(self, u: Sequence[float] | np.ndarray) -> float:
         x = float(np.clip(u[0], 0.0, 1.0))
         if self.log:
             v = math.exp(math.log(self.low) + x * (math.log(self.high) - math.log(self.low)))
         else:
-            v = self.low + x * (self.high - self.low)
+            v = _lerp(self.low, self.high, x)
         if self.step is not None:
-            n = round((v - self.low) / self.step)
-            n_max = math.floor((self.high - self.low) / self.step + 1e-9)
-            v = self.low + min(max(n, 0), n_max) * self.step
+            n_max = self.n_steps()
+            if n_max is not None:
+                return self._grid_value(v, n_max)
         v = float(f"{v:.12g}")  # drop float noise from the exp/log round trip
         return float(min(max(v, self.low), self.high))
+
+    def n_steps(self) -> int | None:
+        """The index of the last point of the ``step`` grid (``None`` without a step, or when the grid is so
+        fine that the count is not a finite float: then every float in the range is taken as on the grid)."""
+        if self.step is None:
+            return None
+        k = _steps(self.high, self.low, self.step)
+        if not math.isfinite(k) or k > 2.0**62:
+            return None
+        return int(math.floor(k + 1e-9))
+
+    def on_grid(self, value: float) -> bool:
+        """Whether ``value`` is in range and on the ``step`` grid, by the test Optuna applies
+        (``(value - low) / step`` within ``1e-8`` of an integer)."""
+        if not (self.low <= value <= self.high):
+            return False
+        if self.step is None:
+            return True
+        k = _steps(value, self.low, self.step)
+        return math.isfinite(k) and abs(k - round(k)) < 1e-8
+
+    def _grid_value(self, v: float, n_max: int) -> float:
+        """The grid point nearest ``v`` that is exactly on the grid as a float.
+
+        Far from ``low`` (``k = (v - low) / step`` in the trillions) most products ``low + k * step`` miss the
+        grid by float rounding, so the nearest grid indices are tried in turn, each as written to 12
+        significant digits (no float noise) and as computed.
+        """
+        n = min(max(round(_steps(v, self.low, self.step)), 0), n_max)  # type: ignore[arg-type]
+        first: float | None = None
+        for d in range(64):
+            for m in ((n + d, n - d) if d else (n,)):
+                if not 0 <= m <= n_max:
+                    continue
+                w = _lerp_steps(self.low, self.step, m)  # type: ignore[arg-type]
+                w = min(max(w, self.low), self.high)
+                if first is None:
+                    first = w
+                for c in (float(f"{w:.12g}"), w):
+                    if self.on_grid(c) and abs(_steps(c, self.low, self.step) - m) < 0.5:  # type: ignore[arg-type]
+                        return c
+        return float(first if first is not None else self.low)
 
     def sample(self, rng: np.random.Generator) -> float:
         return self.from_unit([rng.random()])
@@ -306,25 +348,59 @@ class IntParam(_ParamBase):
         return iv
 
     def to_unit(self, value: Any) -> list[float]:
-        v = float(value)
         if self.high == self.low:
             return [0.5]
         if self.log:
+            v = float(value)
             return [float(np.clip((math.log(v) - math.log(self.low)) / (math.log(self.high) - math.log(self.low)), 0, 1))]
+        # integers subtract exactly: floats lose the low digits of wide ranges (beyond 2**53)
+        v = int(value) if isinstance(value, (int, np.integer)) else float(value)
         return [float(np.clip((v - self.low) / (self.high - self.low), 0, 1))]
 
     def from_unit(self, u: Sequence[float] | np.ndarray) -> int:
         x = float(np.clip(u[0], 0.0, 1.0))
+        n_max = (self.high - self.low) // self.step
         if self.log:
             v = math.exp(math.log(self.low) + x * (math.log(self.high) - math.log(self.low)))
+            n = round((v - self.low) / self.step)
         else:
-            v = self.low + x * (self.high - self.low)
-        n = round((v - self.low) / self.step)
-        n_max = (self.high - self.low) // self.step
+            n = round(x * (self.high - self.low) / self.step)  # without adding low: exact at huge bounds
         return int(self.low + min(max(n, 0), n_max) * self.step)
 
     def sample(self, rng: np.random.Generator) -> int:
         return self.from_unit([rng.random()])
+
+
+def _lerp(low: float, high: float, x: float) -> float:
+    """``low + x * (high - low)``, also when ``high - low`` overflows (a range like ``[-1e308, 1e308]``)."""
+    span = high - low
+    if math.isfinite(span):
+        return low + x * span
+    return 2.0 * (low / 2.0 + x * (high / 2.0 - low / 2.0))
+
+
+def _frac(v: float, low: float, high: float) -> float:
+    """``(v - low) / (high - low)``, also when the differences overflow."""
+    span = high - low
+    if math.isfinite(span) and math.isfinite(v - low):
+        return (v - low) / span
+    return (v / 2.0 - low / 2.0) / (high / 2.0 - low / 2.0)
+
+
+def _steps(v: float, low: float, step: float) -> float:
+    """``(v - low) / step`` (how many steps ``v`` is above ``low``), also when ``v - low`` overflows."""
+    d = v - low
+    if math.isfinite(d):
+        return d / step
+    return (v / 2.0 - low / 2.0) / step * 2.0
+
+
+def _lerp_steps(low: float, step: float, m: int) -> float:
+    """``low + m * step``, also when ``m * step`` overflows on the way."""
+    w = low + m * step
+    if math.isfinite(w):
+        return w
+    return 2.0 * (low / 2.0 + m * (step / 2.0))
 
 
 Choice = Union[bool, int, float, str]
@@ -404,6 +480,8 @@ def _categorical_positions(key: tuple[tuple[Choice, ...], tuple[Any, ...]], role
         vals = np.array([float(c) for c in choices])
         if vals.min() > 0 and (role in LOG_ROLES or vals.max() / vals.min() > 20):
             vals = np.log(vals)
+        if not math.isfinite(float(vals.max()) - float(vals.min())):
+            vals = vals / 2.0  # a range wider than the largest float: positions are scale-free
         lo, hi = vals.min(), vals.max()
         out = np.full(n, 0.5) if hi == lo else (vals - lo) / (hi - lo)
     out.setflags(write=False)
@@ -698,7 +776,10 @@ class SearchSpace(BaseModel):
             elif isinstance(p, IntParam):
                 total *= (p.high - p.low) // p.step + 1
             elif isinstance(p, FloatParam) and p.step is not None:
-                total *= int(math.floor((p.high - p.low) / p.step + 1e-9)) + 1
+                n_max = p.n_steps()
+                if n_max is None:
+                    return None
+                total *= n_max + 1
             else:
                 return None
         return total
@@ -754,13 +835,16 @@ class Projector:
     """Fast, reusable :func:`project_unit` into one destination space (axis tables precomputed).
 
     A value it cannot place raises :class:`InvalidTrialError` naming the parameter: text or a bool for a
-    number, a non-finite number, a choice ``dst`` does not have, a simplex value that is not a mapping of
-    finite weights >= 0 with a positive sum. Nothing is replaced by a guess; only a *missing* parameter is
-    filled in (see :func:`project_unit`).
+    number, a non-finite number, a simplex value that is not a mapping of finite weights >= 0 with a positive
+    sum, anything but a bool, number or text for a categorical. Only a *missing* parameter is filled in (see
+    :func:`project_unit`), and, with ``lenient_choices`` (the default, for histories whose cells have
+    their own choice sets, as HW-GPT-Bench's do), a categorical value ``dst`` does not offer takes the
+    centre 0.5; with ``lenient_choices=False`` it raises.
     """
 
-    def __init__(self, dst: SearchSpace) -> None:
+    def __init__(self, dst: SearchSpace, lenient_choices: bool = True) -> None:
         self.dst = dst
+        self.lenient_choices = lenient_choices
         self._axes: dict[str, tuple[np.ndarray, np.ndarray, bool] | None] = {}
         for name, p in dst.params.items():
             self._axes[name] = _numeric_axis(p, name)
@@ -841,7 +925,13 @@ class Projector:
                 x = math.log(x) if x > 0 else -1e300
             return [float(np.interp(x, vals, pos))] if len(vals) > 1 else [float(pos[0])]
         if isinstance(p, CategoricalParam):
-            idx = _categorical_lookup(p._cache_key()).get(_choice_key(v)) if _is_plain_choice(v) else None
+            if not _is_plain_choice(v):
+                raise InvalidTrialError(
+                    f"parameter {name!r}: value {short_repr(v)} is not a choice (a bool, number or text)"
+                )
+            idx = _categorical_lookup(p._cache_key()).get(_choice_key(v))
+            if idx is None and self.lenient_choices:
+                return [0.5]  # a choice of the run's own space that the destination does not offer
             if idx is None:
                 raise InvalidTrialError(
                     f"parameter {name!r}: value {short_repr(v)} is not one of the choices "
@@ -865,15 +955,33 @@ def _numeric_axis(p: Any, name: str) -> tuple[np.ndarray, np.ndarray, bool] | No
             return np.array([float(p.low)]), np.array([0.5]), False
         if p.log:
             return np.array([math.log(p.low), math.log(p.high)]), np.array([0.0, 1.0]), True
-        return np.array([float(p.low), float(p.high)]), np.array([0.0, 1.0]), False
+        return _finite_segments(np.array([float(p.low), float(p.high)]), np.array([0.0, 1.0])) + (False,)
     if isinstance(p, CategoricalParam) and p.numeric:
         vals = np.array([float(c) for c in p.choices])
         pos = p.positions(p.resolved_role(name))
         order = np.argsort(vals)
         vals, pos = vals[order], pos[order]
         use_log = bool(vals.min() > 0 and (p.resolved_role(name) in LOG_ROLES or vals.max() / vals.min() > 20))
-        return (np.log(vals) if use_log else vals), pos, use_log
+        if use_log:
+            return np.log(vals), pos, True
+        return _finite_segments(vals, pos) + (False,)
     return None
+
+
+def _finite_segments(vals: np.ndarray, pos: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Split every axis segment wider than the largest float (``[-1e308, 1e308]``) at its midpoint, so that
+    ``np.interp`` over the axis never divides by an infinite width (which maps every value to one end)."""
+    with np.errstate(over="ignore"):
+        if len(vals) < 2 or np.all(np.isfinite(np.diff(vals))):
+            return vals, pos
+    xs, ps = [float(vals[0])], [float(pos[0])]
+    for a, b, pa, pb in zip(vals[:-1], vals[1:], pos[:-1], pos[1:], strict=True):
+        if not math.isfinite(float(b) - float(a)):
+            xs.append(float(a) / 2.0 + float(b) / 2.0)
+            ps.append((float(pa) + float(pb)) / 2.0)
+        xs.append(float(b))
+        ps.append(float(pb))
+    return np.array(xs), np.array(ps)
 
 
 def project_unit(params: Mapping[str, Any], src: SearchSpace | None, dst: SearchSpace) -> np.ndarray:
