@@ -94,21 +94,19 @@ def _where(cells: Sequence[_Cell], shown: Sequence[_Cell]) -> list[str]:
     return [f"(smallest cell, {_fid(shown[0].fid)})", f"(largest of {len(cells)} cells, {_fid(shown[1].fid)})"]
 
 
-def _param_sentence(name: str, space: SearchSpace, cells: Sequence[_Cell], n_fit: int, ex_cfg: Mapping[str, Any],
-                    prop: Mapping[str, Any]) -> str:
+def _param_sentence(name: str, space: SearchSpace, cells: Sequence[_Cell], n_fit: int, ex_cfg: Mapping[str, Any]) -> str:
     shown = _shown(cells)
     where = _where(cells, shown)
     bests = [c.best.params.get(name) for c in shown]
     soft = [space.from_unit(c.summary.soft_opt)[name] if c.summary is not None else None for c in shown]
     p = space.params[name]
     if isinstance(p, SimplexParam):
-        return _simplex_sentence(name, p, shown, where, bests, soft, n_fit, ex_cfg, prop)
+        return _simplex_sentence(name, p, shown, where, bests, soft, n_fit, ex_cfg)
     runs = ", ".join(f"{_fmt(b)} {w}" for b, w in zip(bests, where, strict=True) if b is not None)
     parts = [f"{name}: best run {runs}" if runs else f"{name}: no best run sets it"]
     if any(s is not None for s in soft) and [_fmt(s) for s in soft] != [_fmt(b) for b in bests]:
         parts.append("weighted optimum of the top runs " + ", ".join(_fmt(s) for s in soft if s is not None))
     parts.append(_extrap_phrase(n_fit, _fmt(ex_cfg[name])))
-    parts.append(f"proposed {_fmt(prop[name])}")
     return "; ".join(parts) + "."
 
 
@@ -121,10 +119,10 @@ def _extrap_phrase(n_fit: int, ex: str) -> str:
 
 
 def _simplex_sentence(name: str, p: SimplexParam, shown: Sequence[_Cell], where: Sequence[str], bests: Sequence[Any],
-                      soft: Sequence[Any], n_fit: int, ex_cfg: Mapping[str, Any], prop: Mapping[str, Any]) -> str:
+                      soft: Sequence[Any], n_fit: int, ex_cfg: Mapping[str, Any]) -> str:
     mixes = [b for b in bests if isinstance(b, Mapping)]
     if not mixes:
-        return f"{name}: no best run sets its weights; this proposal puts most on {_top(prop[name])}."
+        return f"{name}: no best run sets its weights."
     comps = list(p.components)
     if len(mixes) >= 2:  # the component whose weight moves most between the smallest and the largest cell
         comp = max(comps, key=lambda c: abs(float(mixes[-1].get(c, 0.0)) - float(mixes[0].get(c, 0.0))))
@@ -138,13 +136,22 @@ def _simplex_sentence(name: str, p: SimplexParam, shown: Sequence[_Cell], where:
     if soft_w and [_fmt(s) for s in soft_w] != [_fmt(b) for b in best_w]:
         parts.append("weighted optimum of the top runs " + ", ".join(_fmt(s) for s in soft_w))
     parts.append(_extrap_phrase(n_fit, _fmt(float(ex_cfg[name].get(comp, 0.0)))))
-    parts.append(f"proposed {_fmt(float(prop[name].get(comp, 0.0)))} (largest weights: {_top(prop[name])})")
     return "; ".join(parts) + "."
+
+
+def _values(space: SearchSpace, names: Sequence[str], cfg: Mapping[str, Any]) -> str:
+    """``"lr 0.003, batch_size 128"``; a mixture by its largest weights."""
+    out = []
+    for nm in names:
+        v = cfg.get(nm)
+        out.append(f"{nm} {_top(v)}" if isinstance(v, Mapping) else f"{nm} {_fmt(v)}")
+    more = len(space.names) - len(names)
+    return ", ".join(out) + (f", ... ({_plural(more, 'more parameter')})" if more > 0 else "")
 
 
 def _top(mix: Mapping[str, float], k: int = 3) -> str:
     items = sorted(mix.items(), key=lambda kv: -float(kv[1]))[:k]
-    return ", ".join(f"{c} {float(w):.3g}" for c, w in items)
+    return "{" + ", ".join(f"{c} {float(w):.3g}" for c, w in items) + (", ..." if len(mix) > k else "") + "}"
 
 
 def explain_choice(
@@ -178,7 +185,7 @@ def explain_choice(
         parts.append(f"Read {_plural(n_runs, 'completed low-fidelity run')} in {_plural(len(cells), 'cell')}.")
         names = ordered_names(space)
         described = names[:MAX_DESCRIBED]
-        parts += [_param_sentence(nm, space, cells, n_fit, ex_cfg, prop) for nm in described]
+        parts += [_param_sentence(nm, space, cells, n_fit, ex_cfg) for nm in described]
         if len(names) > len(described):
             parts.append(f"{_plural(len(names) - len(described), 'more parameter')} not described here.")
     else:
@@ -194,11 +201,14 @@ def explain_choice(
     elif n_failed:
         parts.append(f"No completed target run yet; {_plural(n_failed, 'failed target run')}.")
     dist = float(np.sqrt(np.mean((np.asarray(u, float) - ex_unit) ** 2))) if len(ex_unit) else 0.0
+    names = ordered_names(space)[:MAX_DESCRIBED]
+    mine = _values(space, names, prop)
     if dist < 1e-9:
-        parts.append("This proposal is the extrapolated optimum.")
+        parts.append(f"This proposal ({mine}) is the extrapolated optimum.")
     else:
         where = "near" if dist < 0.1 else "away from"
-        parts.append(f"This proposal lies {where} the extrapolated optimum (distance {dist:.2g} in the unit cube).")
+        parts.append(f"This proposal ({mine}) lies {where} the extrapolated optimum ({_values(space, names, ex_cfg)}; "
+                     f"distance {dist:.2g} in the unit cube).")
         if model_here is not None and model_at_extrap is not None and math.isfinite(model_here) and math.isfinite(model_at_extrap):
             better = space.sign * model_here < space.sign * model_at_extrap
             parts.append(f"The model alone predicts {model_here:.4g} here and {model_at_extrap:.4g} at the extrapolated "

@@ -1,16 +1,24 @@
-"""Plain-words summaries of a history and of the agent's proposals (``explain`` in every integration)."""
+"""Plain-words summaries of a history and of the agent's proposals (``explain`` in every integration).
+
+Every ``explain`` returns text and prints nothing. Rationales that share sentences (the evidence part is the
+same for proposals made from the same history) are shown once: later ones say which earlier entry they share
+with and add only what differs (:func:`rationale_lines`).
+"""
 
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from autollm_sampler.agent import Proposal
+from autollm_sampler.agent._rationale import ordered_names
 from autollm_sampler.history import History, Trial, fidelity_key
 from autollm_sampler.space import SearchSpace, SimplexParam
 
-__all__ = ["describe_history", "describe_proposals", "fmt_fidelity", "fmt_params", "fmt_value"]
+__all__ = ["describe_history", "describe_proposals", "fmt_fidelity", "fmt_params", "fmt_prediction", "fmt_value",
+           "rationale_lines"]
 
 
 def fmt_value(x: Any) -> str:
@@ -62,7 +70,7 @@ def describe_history(history: History, space: SearchSpace, target: Mapping[str, 
     cells = history.cells()
     if not history.trials:
         return ["No history: the first proposals can only be informed guesses."]
-    lines = [f"History: {len(history)} trials in {len(cells)} fidelity cell(s); direction {space.direction}."]
+    lines = [f"History: {_n(len(history), 'trial')} in {_n(len(cells), 'fidelity cell')}; direction {space.direction}."]
     ordered = sorted(cells.items(), key=lambda kv: _scale(dict(kv[0])))
     bests: list[tuple[dict[str, float], Trial]] = []
     for key, trials in ordered:
@@ -72,7 +80,7 @@ def describe_history(history: History, space: SearchSpace, target: Mapping[str, 
         n_pruned = sum(t.state == "pruned" for t in trials)
         n_run = sum(t.state == "running" for t in trials)
         is_target = key == tkey or not fid
-        head = f"  {'[target] ' if is_target else ''}{fmt_fidelity(fid)}: {len(trials)} runs ({n_done} complete"
+        head = f"  {'[target] ' if is_target else ''}{fmt_fidelity(fid)}: {_n(len(trials), 'run')} ({n_done} complete"
         head += f", {n_fail} failed" if n_fail else ""
         head += f", {n_pruned} pruned" if n_pruned else ""
         head += f", {n_run} running" if n_run else ""
@@ -87,35 +95,79 @@ def describe_history(history: History, space: SearchSpace, target: Mapping[str, 
     return lines
 
 
+def _n(k: int, word: str) -> str:
+    return f"{k} {word}" if k == 1 else f"{k} {word}s"
+
+
 def _trends(bests: Sequence[tuple[dict[str, float], Trial]], space: SearchSpace) -> list[str]:
+    """How the best run's parameters move from the smallest to the largest cheaper cell, by role (lr first)."""
     if len(bests) < 2:
         return []
     out = []
-    for name, p in space.params.items():
-        if isinstance(p, SimplexParam):
-            continue
+    for name in ordered_names(space):
+        p = space.params[name]
         vals = [b.params.get(name) for _, b in bests]
+        if isinstance(p, SimplexParam):
+            mixes = [v for v in vals if isinstance(v, Mapping)]
+            if len(mixes) != len(vals):
+                continue
+            comp = max(p.components, key=lambda c: abs(float(mixes[-1].get(c, 0.0)) - float(mixes[0].get(c, 0.0))))
+            first, last = float(mixes[0].get(comp, 0.0)), float(mixes[-1].get(comp, 0.0))
+            out.append(f"  Trend: the best {name} {_verb(first, last)} on {comp} (the component that moves most) "
+                       "from the smallest to the largest cheaper cell.")
+            continue
         nums = [float(v) for v in vals if isinstance(v, (int, float)) and not isinstance(v, bool)]
         if len(nums) != len(vals) or len(nums) < 2:
             continue
-        first, last = nums[0], nums[-1]
-        if math.isclose(first, last, rel_tol=1e-6):
-            verb = f"stays at {first:.4g}"
-        elif last < first:
-            verb = f"falls from {first:.4g} to {last:.4g}"
-        else:
-            verb = f"rises from {first:.4g} to {last:.4g}"
-        out.append(f"  Trend: the best {name} {verb} from the smallest to the largest cheaper cell.")
+        out.append(f"  Trend: the best {name} {_verb(nums[0], nums[-1])} from the smallest to the largest cheaper cell.")
+    return out
+
+
+def _verb(first: float, last: float) -> str:
+    if math.isclose(first, last, rel_tol=1e-6):
+        return f"stays at {first:.4g}"
+    return f"{'falls' if last < first else 'rises'} from {first:.4g} to {last:.4g}"
+
+
+def fmt_prediction(value: Any, std: Any, source: str) -> str:
+    """``"predicted 2.41 +/- 0.02 (model)"``, or that there is no prediction for the target."""
+    if fmt_value(value) == "n/a":
+        return f"no prediction for the target ({source})"
+    return f"predicted {fmt_value(value)} +/- {fmt_value(std)} ({source})"
+
+
+_SENTENCE = re.compile(r"(?<=\.)\s+")
+
+
+def rationale_lines(items: Sequence[tuple[str, str]], indent: str = "     ") -> dict[str, str]:
+    """``label -> "why: ..."`` for ``(label, rationale)`` pairs, each sentence shown once.
+
+    A sentence already shown under an earlier label is left out; the line then starts with how many were
+    left out and where they are, e.g. ``why: (4 sentences as for trial 3) ...``.
+    """
+    first_seen: dict[str, str] = {}
+    out: dict[str, str] = {}
+    for label, text in items:
+        sentences = [x for x in _SENTENCE.split(str(text).strip()) if x]
+        kept, left, where = [], 0, None
+        for sent in sentences:
+            if sent in first_seen:
+                left += 1
+                where = where or first_seen[sent]
+            else:
+                first_seen[sent] = label
+                kept.append(sent)
+        head = f"({_n(left, 'sentence')} as for {where}) " if left else ""
+        out[label] = f"{indent}why: {head}{' '.join(kept)}".rstrip()
     return out
 
 
 def describe_proposals(proposals: Sequence[Proposal], target: Mapping[str, float]) -> list[str]:
-    """Lines describing each proposal: configuration, prediction and rationale."""
+    """Lines describing each proposal: configuration, prediction and rationale (shared sentences once)."""
     lines = [f"Proposals for {fmt_fidelity(dict(target))}:"]
+    whys = rationale_lines([(f"proposal {i}", p.rationale) for i, p in enumerate(proposals, 1)])
     for i, p in enumerate(proposals, 1):
-        pred = fmt_value(p.predicted_value)
-        std = fmt_value(p.predicted_std)
         lines.append(f"  {i}. {fmt_params(p.params)}")
-        lines.append(f"     predicted {pred} +/- {std} ({p.source})")
-        lines.append(f"     why: {p.rationale}")
+        lines.append(f"     {fmt_prediction(p.predicted_value, p.predicted_std, p.source)}")
+        lines.append(whys[f"proposal {i}"])
     return lines
