@@ -21,6 +21,12 @@ Fidelity of a trial
         # 3. inside the objective, before the first suggest call
         trial.set_user_attr("fidelity", {"n_params": 1.2e8, "n_tokens": 2e9})
 
+    :func:`add_history` imports a spreadsheet of earlier runs (CSV, JSONL) with their fidelity. Numeric
+    strings are read as numbers; a fidelity within 1% of the target on every axis (``NEAR_TARGET_RTOL``,
+    as the CLI) is the target. Trials added without fidelity, or with a fidelity axis among their params,
+    are logged once with their count. Every finished trial gets :data:`IS_TARGET_ATTR`;
+    :func:`target_trials` and :func:`target_best_trial` leave the cheap runs out.
+
 Cost-aware mode (Setting B)
     With ``fidelity_levels=[{axis: value, ..., "cost": c}, ...]`` the sampler also picks the fidelity of
     every new trial within ``budget`` (default: five target runs), following :class:`CostSchedule`, and
