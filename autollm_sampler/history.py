@@ -458,10 +458,11 @@ def _read_csv(source: Any) -> tuple[History, list[str]]:
         name = str(getattr(source, "name", "<history>"))
         text = source.read()
         if isinstance(text, (bytes, bytearray)):
+            raw = bytes(text)
             try:
-                text = bytes(text).decode("utf-8-sig")
+                text = raw.decode("utf-8-sig")
             except UnicodeDecodeError as exc:
-                line = bytes(text).count(b"\n", 0, exc.start) + 1
+                line = raw.count(b"\n", 0, exc.start) + 1
                 raise InvalidHistoryError(f"{name}, line {line}: the history file is not UTF-8 text; save it as UTF-8") from None
         if not isinstance(text, str):
             raise TypeError(f"from_csv: read() of the file returned {type(text).__name__}, not text")

@@ -48,6 +48,11 @@ logger = logging.getLogger(__name__)
 
 
 # ---------------------------------------------------------------------- SPACE
+def _cut(text: str, n: int = 300) -> str:
+    """``text`` cut to ``n`` characters: validation messages can quote the input (a megabyte-long type name)."""
+    return text if len(text) <= n else text[: n - 3] + "..."
+
+
 def _line_of(root: yaml.Node | None, loc: Sequence[Any]) -> int | None:
     """1-based line of the node at ``loc`` in a composed YAML/JSON document (deepest node found)."""
     node = root
@@ -133,8 +138,8 @@ def load_space(path: str | os.PathLike[str]) -> SearchSpace:
         try:
             data = loads_json(text)
         except JSONInputError as exc:
-            line = exc.lineno if exc.lineno else 1
-            raise InvalidSpaceError(f"{name}, line {line}: {exc.msg}") from None
+            jline = exc.lineno if exc.lineno else 1
+            raise InvalidSpaceError(f"{name}, line {jline}: {exc.msg}") from None
     else:
         try:
             data = yaml.load(text, Loader=_SpaceLoader)  # noqa: S506 (a safe loader)
@@ -163,7 +168,7 @@ def load_space(path: str | os.PathLike[str]) -> SearchSpace:
             loc = [x for x in err.get("loc", ()) if x not in ("float", "int", "categorical", "simplex")]
             line = _line_of(root, loc)
             field = short_repr(".".join(str(x) for x in loc) or "(top level)", 120)
-            msgs.append(f"{name}, line {line}, field {field}: {err.get('msg', 'invalid')} (got {short_repr(err.get('input'))})")
+            msgs.append(f"{name}, line {line}, field {field}: {_cut(str(err.get('msg', 'invalid')))} (got {short_repr(err.get('input'))})")
         if len(errors) > MAX_ERRORS_SHOWN:
             msgs.append(f"and {len(errors) - MAX_ERRORS_SHOWN} more")
         raise InvalidSpaceError("; ".join(msgs)) from None
