@@ -72,9 +72,24 @@ def _number_text(v: Any) -> Any:
 Number = Annotated[float, Strict(), BeforeValidator(_number_text)]
 
 
+_FKEYS: dict[tuple[Any, ...], tuple[tuple[str, float], ...]] = {}
+
+
 def fidelity_key(fidelity: Mapping[str, float]) -> tuple[tuple[str, float], ...]:
     """A hashable, order-independent key for a fidelity point (values to 10 significant digits)."""
-    return tuple(sorted((str(k), float(f"{float(v):.10g}")) for k, v in fidelity.items()))
+    items: tuple[Any, ...] | None = tuple(fidelity.items())
+    try:
+        hit = _FKEYS.get(items)  # type: ignore[arg-type]
+    except TypeError:  # an unhashable value: no memo
+        hit, items = None, None
+    if hit is not None:
+        return hit
+    key = tuple(sorted((str(k), float(f"{float(v):.10g}")) for k, v in fidelity.items()))
+    if items is not None:  # a history has a handful of distinct fidelities; the memo saves the formatting
+        if len(_FKEYS) > 4096:
+            _FKEYS.clear()
+        _FKEYS[items] = key
+    return key
 
 
 def _check_finite_mapping(field: str, data: Any) -> None:

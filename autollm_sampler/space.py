@@ -251,11 +251,26 @@ class FloatParam(_ParamBase):
         if self.high == self.low or (self.log and math.log(self.high) == math.log(self.low)):
             return [0.5]
         if self.log:
-            return [float(np.clip((math.log(v) - math.log(self.low)) / (math.log(self.high) - math.log(self.low)), 0, 1))]
-        return [float(np.clip(_frac(v, self.low, self.high), 0, 1))]
+            return [_clip01((math.log(v) - math.log(self.low)) / (math.log(self.high) - math.log(self.low)))]
+        return [_clip01(_frac(v, self.low, self.high))]
+
+    def to_unit_array(self, v: np.ndarray) -> np.ndarray | None:
+        """:meth:`to_unit` of many values at once, or ``None`` where only the scalar path is exact
+        (a value it cannot take, a range wider than the largest float)."""
+        if self.high == self.low or (self.log and math.log(self.high) == math.log(self.low)):
+            return np.full(len(v), 0.5)
+        if self.log:
+            if not np.all(v > 0):
+                return None
+            lo, hi = math.log(self.low), math.log(self.high)
+            return np.clip((np.log(v) - lo) / (hi - lo), 0.0, 1.0)
+        span = self.high - self.low
+        if not math.isfinite(span) or not np.all(np.isfinite(v)):
+            return None
+        return np.clip((v - self.low) / span, 0.0, 1.0)
 
     def from_unit(self, u: Sequence[float] | np.ndarray) -> float:
-        x = float(np.clip(u[0], 0.0, 1.0))
+        x = _clip01(float(u[0]))
         if self.log:
             v = math.exp(math.log(self.low) + x * (math.log(self.high) - math.log(self.low)))
         else:
@@ -352,13 +367,27 @@ class IntParam(_ParamBase):
             return [0.5]
         if self.log:
             v = float(value)
-            return [float(np.clip((math.log(v) - math.log(self.low)) / (math.log(self.high) - math.log(self.low)), 0, 1))]
+            return [_clip01((math.log(v) - math.log(self.low)) / (math.log(self.high) - math.log(self.low)))]
         # integers subtract exactly: floats lose the low digits of wide ranges (beyond 2**53)
         v = int(value) if isinstance(value, (int, np.integer)) else float(value)
-        return [float(np.clip((v - self.low) / (self.high - self.low), 0, 1))]
+        return [_clip01((v - self.low) / (self.high - self.low))]
+
+    def to_unit_array(self, v: np.ndarray) -> np.ndarray | None:
+        """:meth:`to_unit` of many values at once, or ``None`` where only the scalar path is exact
+        (a value it cannot take, integers beyond 2**53)."""
+        if self.high == self.low:
+            return np.full(len(v), 0.5)
+        if self.log:
+            if not np.all(v > 0):
+                return None
+            lo, hi = math.log(self.low), math.log(self.high)
+            return np.clip((np.log(v) - lo) / (hi - lo), 0.0, 1.0)
+        if max(abs(self.low), abs(self.high)) >= 2**53 or not np.all(np.isfinite(v)):
+            return None
+        return np.clip((v - self.low) / (self.high - self.low), 0.0, 1.0)
 
     def from_unit(self, u: Sequence[float] | np.ndarray) -> int:
-        x = float(np.clip(u[0], 0.0, 1.0))
+        x = _clip01(float(u[0]))
         n_max = (self.high - self.low) // self.step
         if self.log:
             v = math.exp(math.log(self.low) + x * (math.log(self.high) - math.log(self.low)))
@@ -369,6 +398,11 @@ class IntParam(_ParamBase):
 
     def sample(self, rng: np.random.Generator) -> int:
         return self.from_unit([rng.random()])
+
+
+def _clip01(x: float) -> float:
+    """``x`` clipped to ``[0, 1]`` (NaN stays NaN, as with ``np.clip``), without numpy's per-call cost."""
+    return float(min(max(x, 0.0), 1.0)) if x == x else float("nan")
 
 
 def _lerp(low: float, high: float, x: float) -> float:
@@ -685,8 +719,13 @@ class SearchSpace(BaseModel):
                 for j, cfg in enumerate(configs):
                     out[j, col : col + p.width] = p.to_unit(cfg[name])
             else:
-                for j, cfg in enumerate(configs):
-                    out[j, col] = p.to_unit(cfg[name])[0]
+                vals = np.fromiter((cfg[name] for cfg in configs), float, len(configs))
+                fast = p.to_unit_array(vals)
+                if fast is not None:
+                    out[:, col] = fast
+                else:  # the scalar path raises on a value it cannot read, or handles extreme ranges exactly
+                    for j, cfg in enumerate(configs):
+                        out[j, col] = p.to_unit(cfg[name])[0]
             col += p.width
         return out
 

@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 
+from autollm_sampler._threads import one_blas_thread
 from autollm_sampler.history import History
 from autollm_sampler.space import SearchSpace
 
@@ -118,7 +119,8 @@ class Agent:
             raise ValueError(f"n must be >= 1, got {n!r}")
         rng = np.random.default_rng(seed)
         try:
-            return self._propose(history, space, dict(target), n, rng, candidates, list(pending))
+            with one_blas_thread():
+                return self._propose(history, space, dict(target), n, rng, candidates, list(pending))
         except Exception as exc:  # the agent must never fail a study on valid input, unless strict
             if self.strict:
                 raise

@@ -37,11 +37,17 @@ def tried_configs(history: History, space: SearchSpace, target: Mapping[str, flo
     tkey = fidelity_key(target)
     configs = [t.params for t in history.trials
                if (fidelity_key(t.fidelity) == tkey or not t.fidelity) and (t.state == "complete" or not complete_only)]
+    allc = [*configs, *pending]
+    try:
+        space.to_unit_many(allc)  # all at once; row by row only when one is not a configuration
+        return allc
+    except (KeyError, TypeError, ValueError):  # InvalidTrialError is a ValueError
+        pass
     out = []
-    for c in [*configs, *pending]:
+    for c in allc:
         try:
             space.to_unit(c)
-        except (KeyError, TypeError, ValueError):  # InvalidTrialError is a ValueError
+        except (KeyError, TypeError, ValueError):
             continue
         out.append(c)
     return out

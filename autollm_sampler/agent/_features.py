@@ -336,8 +336,15 @@ def with_queries(base: Encoded, queries: np.ndarray) -> Encoded:
         de = np.mean((qu - base.extrap) ** 2, axis=1)
         dn = np.mean((qu - base.near) ** 2, axis=1)
         db = np.mean((qu - base.best_t) ** 2, axis=1)
-        if n_target:
-            dt = np.min(np.mean((qu[:, None, :] - base.tried_units[None]) ** 2, axis=2), axis=1)
+        if n_target:  # squared distances by |q|^2 + |t|^2 - 2 q.t (one matrix product, not a Q x T x W array)
+            tu = base.tried_units
+            sq = (qu**2).sum(1)[:, None] + (tu**2).sum(1)[None, :] - 2.0 * (qu @ tu.T)
+            dt = np.maximum(sq.min(axis=1), 0.0) / base.width
+            exact = np.zeros(Q, bool)  # a query on a tried point: exact test where the product rounds
+            close = dt < 1e-9
+            if close.any():
+                exact[close] = [bool(np.any(np.all(tu == q, axis=1))) for q in qu[close]]
+                dt = np.where(close & exact, 0.0, dt)
         else:
             dt = np.ones(Q)
         q_scal[:, 0] = 1.0

@@ -129,6 +129,8 @@ class NumpyPolicyNet:
         self.weights = {k: np.ascontiguousarray(np.asarray(v, dtype=_F)) for k, v in weights.items()}
         self.hidden_size, self.num_layers, self.num_heads = hidden_size, num_layers, num_heads
         self.intermediate_size = intermediate_size
+        # the context pass of the last forward: one propose scores several query sets against one history
+        self._ctx_memo: tuple[tuple[np.ndarray, ...], list[tuple[np.ndarray, np.ndarray]]] | None = None
 
     @classmethod
     def random(cls, *, hidden_size: int, num_layers: int, num_heads: int, intermediate_size: int,
@@ -218,6 +220,22 @@ class NumpyPolicyNet:
             x = x + self._mlp(_rms(x, w[p + "post_attention_layernorm.weight"]), p)
         return _rms(x, w["backbone.norm.weight"])
 
+    def _context_kv(self, ctx_dims: np.ndarray, ctx_scal: np.ndarray, roles: np.ndarray, slots: np.ndarray,
+                    dim_mask: np.ndarray, ctx_mask: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
+        """Keys and values of the context, reused when the inputs equal the last call's (compared exactly).
+
+        Queries attend to the context and to themselves only, so the context pass is the same for every
+        query set scored against one history (candidates, the target runs, the rationale's two points).
+        """
+        key = (ctx_dims, ctx_scal, roles, slots, dim_mask, ctx_mask)
+        memo = self._ctx_memo
+        if memo is not None and all(a.shape == b.shape and a.dtype == b.dtype and np.array_equal(a, b)
+                                    for a, b in zip(memo[0], key, strict=True)):
+            return memo[1]
+        kv = self._context(self._embed(ctx_dims, ctx_scal, roles, slots, dim_mask), ctx_mask)
+        self._ctx_memo = (tuple(np.array(a, copy=True) for a in key), kv)
+        return kv
+
     # ------------------------------------------------------------------ forward
     def forward(self, batch: Mapping[str, Any], *, max_query: int = 256) -> dict[str, np.ndarray]:
         """Policy logits and value outputs for a padded batch (``pad_arrays`` of ``agent/_model.py``).
@@ -229,8 +247,8 @@ class NumpyPolicyNet:
         roles, slots = np.asarray(batch["roles"]), np.asarray(batch["slots"])
         dim_mask = np.asarray(batch["dim_mask"], dtype=_F)
         ctx_mask, q_mask = np.asarray(batch["ctx_mask"], dtype=bool), np.asarray(batch["q_mask"], dtype=bool)
-        ctx = self._embed(np.asarray(batch["ctx_dims"], _F), np.asarray(batch["ctx_scal"], _F), roles, slots, dim_mask)
-        kv = self._context(ctx, ctx_mask)
+        kv = self._context_kv(np.asarray(batch["ctx_dims"], _F), np.asarray(batch["ctx_scal"], _F), roles, slots,
+                              dim_mask, ctx_mask)
         q_dims, q_scal = np.asarray(batch["q_dims"], _F), np.asarray(batch["q_scal"], _F)
         outs = []
         for s in range(0, max(q_dims.shape[1], 1), max_query):
