@@ -19,6 +19,7 @@ transformers and peft.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import math
@@ -53,6 +54,8 @@ logger = logging.getLogger(__name__)
 
 #: The file that marks a text-LLM agent checkpoint folder.
 LLM_AGENT_FILE = "llm_agent.json"
+#: The sha256 manifest of a text-LLM agent checkpoint folder (written by :func:`write_llm_checkpoint`).
+LLM_MANIFEST = "manifest.json"
 FORMAT = "autollm-text-llm"
 FORMAT_VERSION = 1
 
@@ -112,7 +115,8 @@ def chat_text(tokenizer: Any, user: str, *, use_template: bool = True) -> str:
 def write_llm_checkpoint(folder: str | os.PathLike[str], *, base: str | os.PathLike[str],
                          adapter: str | os.PathLike[str] | None, settings: LLMAgentSettings,
                          meta: Mapping[str, Any] | None = None) -> Path:
-    """Write ``llm_agent.json`` in ``folder``: the base model and adapter folders (relative paths) and settings."""
+    """Write ``llm_agent.json`` in ``folder`` (the base model and adapter folders, as relative paths, and the
+    settings) and ``manifest.json``: the sha256 of every file loading reads, base model weights included."""
     out = Path(folder)
     out.mkdir(parents=True, exist_ok=True)
     base_dir = Path(base)
@@ -129,7 +133,72 @@ def write_llm_checkpoint(folder: str | os.PathLike[str], *, base: str | os.PathL
         "meta": dict(meta or {}),
     }
     (out / LLM_AGENT_FILE).write_text(json.dumps(spec, indent=1, default=str))
+    files = _llm_files(out, base_dir.resolve(), None if adapter is None else Path(adapter).resolve())
+    manifest = {"files": {name: _sha256(f) for name, f in files.items()}}
+    (out / LLM_MANIFEST).write_text(json.dumps(manifest, indent=1))
     return out
+
+
+def _llm_files(folder: Path, base: Path, adapter: Path | None) -> dict[str, Path]:
+    """Every file a text-LLM checkpoint's loader reads: ``llm_agent.json``, the adapter's and the base model's
+    files (hidden ones skipped), each named by its path relative to the checkpoint folder."""
+    found = {LLM_AGENT_FILE: folder / LLM_AGENT_FILE}
+    top = folder.resolve()
+    for root in (adapter, base):
+        if root is None:
+            continue
+        for f in sorted(root.rglob("*")):
+            rel = f.relative_to(root).parts
+            if not f.is_file() or any(part.startswith(".") for part in rel):
+                continue
+            name = Path(os.path.relpath(f, top)).as_posix()
+            if name != LLM_MANIFEST:
+                found[name] = f
+    return found
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _verify_llm_folder(folder: Path, base: Path, adapter: Path | None) -> None:
+    """The folder's manifest lists every file the loader reads, and each listed file matches its sha256."""
+    where = folder / LLM_MANIFEST
+    if not where.is_file():
+        raise CheckpointError(
+            f"{str(folder)!r} has no {LLM_MANIFEST} (the sha256 of its files), so it cannot be verified; it was "
+            "probably written by an older version. If you trust its files, re-save it once with "
+            f"TextLLMAgent.load({str(folder)!r}, verify=False).save({str(folder)!r}), or load it with verify=False"
+        )
+    try:
+        manifest = json.loads(where.read_text(encoding="utf-8"))
+    except ValueError as exc:
+        raise CheckpointError(f"{where} is not valid JSON ({exc}); the checkpoint is corrupt") from None
+    listed = manifest.get("files") if isinstance(manifest, dict) else None
+    if not isinstance(listed, dict):
+        raise CheckpointError(f"{where} must be a JSON object whose \"files\" maps each file to its sha256; "
+                              "the checkpoint is corrupt")
+    needed = _llm_files(folder, base, adapter)
+    unlisted = sorted(set(needed) - set(listed))
+    if unlisted:
+        raise CheckpointError(f"{where} does not list {', '.join(unlisted[:3])}"
+                              f"{f' and {len(unlisted) - 3} more' if len(unlisted) > 3 else ''}, which the loader "
+                              "reads; the checkpoint was changed after it was saved (re-save it if you trust its files)")
+    for name, digest in listed.items():
+        path = needed.get(name)
+        if path is None:
+            raise CheckpointError(f"{where} lists {name!r}, which is missing (or not part of the checkpoint, its base "
+                                  "model or its adapter); the checkpoint is incomplete")
+        if not isinstance(digest, str) or len(digest) != 64 or not set(digest.lower()) <= set("0123456789abcdef"):
+            raise CheckpointError(f"{where}: the sha256 of {name} must be 64 hexadecimal digits, got {digest!r}")
+        got = _sha256(path)
+        if got != digest.lower():
+            raise CheckpointError(f"{path} has sha256 {got[:12]}..., {LLM_MANIFEST} says {digest[:12]}...; "
+                                  "the checkpoint is corrupt")
 
 
 class _JsonDone:
@@ -203,20 +272,45 @@ class TextLLMAgent(Agent):
         return cls(model, tok, settings=settings, meta=meta, base_path=str(path))
 
     @classmethod
-    def load(cls, path: str | os.PathLike[str], **kwargs: Any) -> TextLLMAgent:
-        """Load a checkpoint folder written by :meth:`save` (paths in it are relative to the folder)."""
+    def load(cls, path: str | os.PathLike[str], *, verify: bool = True, **kwargs: Any) -> TextLLMAgent:
+        """Load a checkpoint folder written by :meth:`save` (paths in it are relative to the folder).
+
+        With ``verify`` (the default) the folder's ``manifest.json`` must list the sha256 of every file loading
+        reads (``llm_agent.json``, the adapter's and the base model's files) and each must match.
+
+        Raises:
+            CheckpointError: naming the file and what is wrong (unreadable, unlisted, changed or missing).
+        """
         p = Path(path)
+        where = p / LLM_AGENT_FILE
         try:
-            spec = json.loads((p / LLM_AGENT_FILE).read_text())
+            spec = json.loads(where.read_text(encoding="utf-8"))
         except FileNotFoundError:
             raise CheckpointError(f"{str(p)!r} has no {LLM_AGENT_FILE}; it is not a text-LLM agent checkpoint") from None
         except ValueError as exc:
-            raise CheckpointError(f"{p / LLM_AGENT_FILE} is not valid JSON ({exc})") from None
+            raise CheckpointError(f"{where} is not valid JSON ({exc})") from None
+        if not isinstance(spec, dict):
+            raise CheckpointError(f"{where} must be a JSON object, not a {type(spec).__name__}")
         if spec.get("format") != FORMAT or spec.get("version") != FORMAT_VERSION:
-            raise CheckpointError(f"{p / LLM_AGENT_FILE}: unsupported format {spec.get('format')!r} v{spec.get('version')}")
+            raise CheckpointError(f"{where}: unsupported format {spec.get('format')!r} v{spec.get('version')}")
+        for key, kinds in (("base", (str,)), ("adapter", (str, type(None))), ("settings", (dict,)), ("meta", (dict,))):
+            if key in spec and not isinstance(spec[key], kinds):
+                raise CheckpointError(f"{where}: {key!r} has the wrong type ({type(spec[key]).__name__})")
+        if "base" not in spec:
+            raise CheckpointError(f"{where} does not name the base model (\"base\")")
         base = (p / spec["base"]).resolve()
         adapter = (p / spec["adapter"]).resolve() if spec.get("adapter") else None
-        settings = LLMAgentSettings(**spec.get("settings", {}))
+        if not (base / "config.json").is_file():
+            raise CheckpointError(f"{where}: the base model {str(base)!r} is not a local Hugging Face model folder "
+                                  "(no config.json)")
+        if adapter is not None and not (adapter / "adapter_config.json").is_file():
+            raise CheckpointError(f"{where}: the adapter {str(adapter)!r} is not a LoRA adapter folder (no adapter_config.json)")
+        if verify:
+            _verify_llm_folder(p, base, adapter)
+        try:
+            settings = LLMAgentSettings(**spec.get("settings", {}))
+        except (TypeError, ValueError) as exc:
+            raise CheckpointError(f"{where}: invalid settings ({exc})") from None
         overrides = {k: kwargs.pop(k) for k in list(kwargs) if hasattr(settings, k)}
         for k, v in overrides.items():
             setattr(settings, k, v)
@@ -227,7 +321,9 @@ class TextLLMAgent(Agent):
         """Write a checkpoint folder: the LoRA adapter (if any) and ``llm_agent.json`` naming the base model.
 
         The base model is not copied: ``base`` (default: where it was loaded from) is recorded relative to
-        the folder, so a checkpoint is a few MB even for a large base model.
+        the folder, so a checkpoint is a few MB even for a large base model. ``manifest.json`` records the
+        sha256 of every file :meth:`load` reads, the base model's included (so editing any of them, or
+        adding a file to the base or adapter folder, makes :meth:`load` refuse the checkpoint).
         """
         out = Path(path)
         out.mkdir(parents=True, exist_ok=True)

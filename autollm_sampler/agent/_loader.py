@@ -24,8 +24,12 @@ def load_agent(name_or_path: str | os.PathLike[str] = "default", **kwargs: objec
             (pass ``adapter=<folder>`` for a LoRA adapter).
         kwargs: passed to the backend's loader.
 
+    Checkpoints are verified against their ``manifest.json`` (sha256 of every file loading reads) unless
+    ``verify=False`` is passed; see "Checkpoint integrity" in ``docs/agent.md``.
+
     Raises:
-        CheckpointError: if the checkpoint is missing, corrupt or fails its sha256 check.
+        CheckpointError: if the checkpoint is missing, corrupt, fails its sha256 check or describes an invalid
+            model; every defect the loaders can detect is reported this way, naming the file.
     """
     if str(name_or_path) == "classical":
         return ClassicalAgent()
@@ -38,7 +42,7 @@ def load_agent(name_or_path: str | os.PathLike[str] = "default", **kwargs: objec
     if (path / "llm_agent.json").is_file():
         from autollm_sampler.agent._llm import TextLLMAgent
 
-        return TextLLMAgent.load(path, **kwargs)
+        return TextLLMAgent.load(path, **kwargs)  # type: ignore[arg-type]
     from autollm_sampler.agent._model import TransformerAgent  # numpy inference; torch only to train
 
     return TransformerAgent.load(path, **kwargs)  # type: ignore[arg-type]

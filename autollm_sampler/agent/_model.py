@@ -36,6 +36,7 @@ import json
 import logging
 import math
 import os
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -50,7 +51,7 @@ from autollm_sampler.agent._features import D_MAX, F_AX, N_CH, N_SCAL, Encoded, 
 from autollm_sampler.agent._numpy_net import NumpyPolicyNet
 from autollm_sampler.agent._rationale import explain_choice, model_rationale  # noqa: F401  (explain_choice: re-exported)
 from autollm_sampler.exceptions import CheckpointError
-from autollm_sampler.history import History, fidelity_key
+from autollm_sampler.history import History, Trial, fidelity_key
 from autollm_sampler.space import SearchSpace
 
 __all__ = ["AgentModelConfig", "TransformerAgent", "pad_arrays", "state_arrays", "OODReport"]
@@ -223,51 +224,67 @@ class TransformerAgent(Agent):
         return {k: v.detach().cpu().numpy().copy() for k, v in self._torch.state_dict().items()}
 
     def save(self, path: str | os.PathLike[str], *, extra_meta: Mapping[str, Any] | None = None) -> Path:
-        """Write ``model.safetensors``, ``config.json`` and a ``manifest.json`` with sha256 sums."""
+        """Write ``model.safetensors``, ``config.json`` and a ``manifest.json`` with sha256 sums.
+
+        Raises:
+            ValueError: if a weight is not finite (such a checkpoint would be refused by :meth:`load`).
+        """
         from safetensors.numpy import save_file
 
+        weights = {k: np.ascontiguousarray(v, dtype=np.float32) for k, v in self.weights().items()}
+        bad = sorted(k for k, v in weights.items() if not np.isfinite(v).all())
+        if bad:
+            raise ValueError(f"cannot save a network with non-finite weights (in {bad[:3]})")
         out = Path(path)
         out.mkdir(parents=True, exist_ok=True)
-        save_file({k: np.ascontiguousarray(v) for k, v in self.weights().items()}, str(out / "model.safetensors"))
+        save_file(weights, str(out / "model.safetensors"))
         (out / "config.json").write_text(json.dumps({"format_version": FORMAT_VERSION, "model": asdict(self.cfg)}, indent=1))
         meta = {**self.meta, **(extra_meta or {})}
-        files = {n: _sha256(out / n) for n in ("model.safetensors", "config.json")}
-        (out / "manifest.json").write_text(json.dumps({"files": files, "meta": meta}, indent=1, default=str))
+        files = {n: _sha256(out / n) for n in _READ_FILES}
+        (out / _MANIFEST).write_text(json.dumps({"files": files, "meta": meta}, indent=1, default=str))
         return out
 
     @classmethod
     def load(cls, path: str | os.PathLike[str], *, verify: bool = True, **kwargs: Any) -> TransformerAgent:
+        """Load a checkpoint written by :meth:`save`.
+
+        With ``verify`` (the default) the manifest must list ``model.safetensors`` and ``config.json`` with
+        their sha256 sums, and every file it lists must match. Whatever the manifest says, the config must
+        describe a valid model, the weights must be float32 tensors of exactly the model's names and shapes,
+        all finite, and a forward pass on a fixed probe input must give finite outputs.
+
+        Raises:
+            CheckpointError: naming the file and what is wrong with it, for every defect found.
+        """
         p = Path(path)
-        for name in ("model.safetensors", "config.json", "manifest.json"):
+        for name in (*_READ_FILES, _MANIFEST):
             if not (p / name).is_file():
                 raise CheckpointError(
                     f"checkpoint {str(p)!r} lacks {name}; train one with "
                     "`python -m training.pipeline --config training/configs/default.yaml`"
                 )
-        try:
-            manifest = json.loads((p / "manifest.json").read_text())
-        except ValueError as exc:  # also UnicodeDecodeError
-            raise CheckpointError(f"{p / 'manifest.json'} is not valid JSON ({exc}); the checkpoint is corrupt") from None
+        manifest = _read_json(p / _MANIFEST)
+        if not isinstance(manifest, dict):
+            raise CheckpointError(f"{p / _MANIFEST} must be a JSON object with \"files\" (file name -> sha256), "
+                                  f"not a {type(manifest).__name__}; the checkpoint is corrupt")
+        meta = manifest.get("meta", {})
+        if not isinstance(meta, dict):
+            raise CheckpointError(f"{p / _MANIFEST}: \"meta\" must be a JSON object, not a {type(meta).__name__}")
         if verify:
-            for name, digest in manifest.get("files", {}).items():
-                got = _sha256(p / name)
-                if got != digest:
-                    raise CheckpointError(f"{p / name} has sha256 {got[:12]}..., the manifest says {digest[:12]}...; the checkpoint is corrupt")
-        conf = json.loads((p / "config.json").read_text())
-        if conf.get("format_version") != FORMAT_VERSION:
-            raise CheckpointError(f"checkpoint format {conf.get('format_version')} is not supported (expected {FORMAT_VERSION})")
-        from safetensors.numpy import load_file
-
-        cfg = AgentModelConfig(**conf["model"])
+            _verify_files(p, manifest)
+        cfg = _read_model_config(p / "config.json")
+        weights = _read_weights(p / "model.safetensors")
         try:
-            net = NumpyPolicyNet(load_file(str(p / "model.safetensors")), hidden_size=cfg.hidden_size,
-                                 num_layers=cfg.num_layers, num_heads=cfg.num_heads,
-                                 intermediate_size=cfg.intermediate_size)
+            net = NumpyPolicyNet(weights, hidden_size=cfg.hidden_size, num_layers=cfg.num_layers,
+                                 num_heads=cfg.num_heads, intermediate_size=cfg.intermediate_size)
         except ValueError as exc:
-            raise CheckpointError(f"checkpoint {str(p)!r} does not match the model: {exc}") from None
-        if not net.all_finite():
-            raise CheckpointError(f"checkpoint {str(p)!r} has non-finite weights; the checkpoint is corrupt")
-        return cls(net, cfg=cfg, meta=manifest.get("meta", {}), **kwargs)
+            raise CheckpointError(f"{p / 'model.safetensors'} does not match the model config.json describes: {exc}") from None
+        bad = [k for k, v in net.weights.items() if not np.isfinite(v).all()]
+        if bad:
+            raise CheckpointError(f"{p / 'model.safetensors'} has non-finite weights in {len(bad)} tensor(s) "
+                                  f"({', '.join(sorted(bad)[:3])}); the checkpoint is corrupt")
+        _probe(net, cfg, p / "model.safetensors")
+        return cls(net, cfg=cfg, meta=meta, **kwargs)
 
     # ------------------------------------------------------------------ guardrails
     def check_input(self, history: History, space: SearchSpace, target: Mapping[str, float]) -> OODReport:
@@ -314,17 +331,19 @@ class TransformerAgent(Agent):
         if base is None:
             base = encode(history, space, target, units[:0])
         enc = with_queries(base, units)
-        if self._np is not None:
-            out = self._np.forward(state_arrays([enc]), max_query=self.cfg.max_query)
-        else:
-            from autollm_sampler.agent._net import infer
+        with np.errstate(over="ignore", invalid="ignore"):  # an overflow is reported below, not warned about
+            if self._np is not None:
+                out = self._np.forward(state_arrays([enc]), max_query=self.cfg.max_query)
+            else:
+                from autollm_sampler.agent._net import infer
 
-            out = infer(self._torch, enc, max_query=self.cfg.max_query)
-        n = len(units)
-        score, mu, sigma = out["score"][0][:n], out["mu"][0][:n], np.exp(out["log_sigma"][0][:n])
-        if not (np.isfinite(score).all() and np.isfinite(mu).all() and np.isfinite(sigma).all()):
-            raise FloatingPointError("the policy network produced non-finite outputs")
-        value, std = enc.from_y(mu, sigma)
+                out = infer(self._torch, enc, max_query=self.cfg.max_query)
+            n = len(units)
+            score, mu, sigma = out["score"][0][:n], out["mu"][0][:n], np.exp(out["log_sigma"][0][:n])
+            finite = np.isfinite(score).all() and np.isfinite(mu).all() and np.isfinite(sigma).all()
+            value, std = enc.from_y(mu, sigma)
+        if not (finite and np.isfinite(value).all() and np.isfinite(std).all()):
+            raise FloatingPointError("the policy network produced non-finite outputs (logits or predicted values)")
         return enc, score.astype(float), value, std
 
     def _propose(
@@ -437,9 +456,131 @@ class TransformerAgent(Agent):
     _rationale = model_rationale
 
 
+#: the files :meth:`TransformerAgent.load` reads (each must be listed in the manifest) and the manifest
+_READ_FILES = ("model.safetensors", "config.json")
+_MANIFEST = "manifest.json"
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+#: accepted range of every config.json integer (outside it a checkpoint is refused rather than run)
+_CFG_RANGES = {
+    "hidden_size": (1, 4096), "num_layers": (1, 64), "num_heads": (1, 256), "intermediate_size": (1, 16384),
+    "max_params": (1, D_MAX), "n_random_candidates": (0, 65536), "n_local_candidates": (0, 65536),
+    "max_query": (1, 65536),
+}
+
+
 def _sha256(path: Path) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as fh:
         for chunk in iter(lambda: fh.read(1 << 20), b""):
             h.update(chunk)
     return h.hexdigest()
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except ValueError as exc:  # also UnicodeDecodeError
+        raise CheckpointError(f"{path} is not valid JSON ({exc}); the checkpoint is corrupt") from None
+    except OSError as exc:
+        raise CheckpointError(f"{path} cannot be read ({exc})") from None
+
+
+def _verify_files(p: Path, manifest: Mapping[str, Any]) -> None:
+    """Every file the loader reads is listed in the manifest, and every listed file matches its sha256."""
+    where = p / _MANIFEST
+    files = manifest.get("files")
+    if not isinstance(files, dict):
+        got = "no \"files\" entry" if files is None else f"\"files\" as a {type(files).__name__}"
+        raise CheckpointError(f"{where} has {got}; it must map each file name to its sha256 (the checkpoint is corrupt; "
+                              "load with verify=False only if you trust its files)")
+    missing = [n for n in _READ_FILES if n not in files]
+    if missing:
+        raise CheckpointError(f"{where} does not list {' and '.join(missing)}, so it cannot be verified; "
+                              "the checkpoint is corrupt (load with verify=False only if you trust its files)")
+    for name, digest in files.items():
+        if not name or name in (".", "..", _MANIFEST) or "/" in name or "\\" in name:
+            raise CheckpointError(f"{where} lists {name!r}, which is not a file of the checkpoint folder")
+        if not isinstance(digest, str) or not _SHA256.fullmatch(digest.lower()):
+            raise CheckpointError(f"{where}: the sha256 of {name} must be 64 hexadecimal digits, got {digest!r}")
+        if not (p / name).is_file():
+            raise CheckpointError(f"{where} lists {name}, which is missing from {str(p)!r}; the checkpoint is incomplete")
+        got = _sha256(p / name)
+        if got != digest.lower():
+            raise CheckpointError(f"{p / name} has sha256 {got[:12]}..., the manifest says {digest[:12]}...; the checkpoint is corrupt")
+
+
+def _read_model_config(path: Path) -> AgentModelConfig:
+    """config.json as an :class:`AgentModelConfig`, every field checked."""
+    conf = _read_json(path)
+    if not isinstance(conf, dict):
+        raise CheckpointError(f"{path} must be a JSON object with \"format_version\" and \"model\", not a {type(conf).__name__}")
+    version = conf.get("format_version")
+    if type(version) is not int or version != FORMAT_VERSION:
+        raise CheckpointError(f"{path}: checkpoint format {version!r} is not supported (expected {FORMAT_VERSION})")
+    model = conf.get("model")
+    if not isinstance(model, dict):
+        got = "has no \"model\" section" if "model" not in conf else f"has \"model\" as a {type(model).__name__}"
+        raise CheckpointError(f"{path} {got}; it must be an object of the model's settings")
+    unknown = sorted(set(model) - set(_CFG_RANGES))
+    if unknown:
+        raise CheckpointError(f"{path}: unknown model setting(s) {unknown[:5]} (known: {sorted(_CFG_RANGES)})")
+    for key, value in model.items():
+        lo, hi = _CFG_RANGES[key]
+        if type(value) is not int or not lo <= value <= hi:
+            raise CheckpointError(f"{path}: model setting {key}={value!r} must be an integer in [{lo}, {hi}]")
+    try:
+        return AgentModelConfig(**model)
+    except (TypeError, ValueError) as exc:
+        raise CheckpointError(f"{path}: {exc}") from None
+
+
+def _read_weights(path: Path) -> dict[str, np.ndarray]:
+    """The tensors of model.safetensors, all float32."""
+    from safetensors.numpy import load_file
+
+    try:
+        weights = load_file(str(path))
+    except Exception as exc:  # noqa: BLE001 - safetensors raises its own SafetensorError, OSError, ValueError...
+        raise CheckpointError(f"{path} is not a readable safetensors file ({type(exc).__name__}: {str(exc)[:200]}); "
+                              "the checkpoint is corrupt") from None
+    odd = sorted(k for k, v in weights.items() if v.dtype != np.float32)
+    if odd:
+        raise CheckpointError(f"{path}: tensor(s) {odd[:3]} are {weights[odd[0]].dtype}, expected float32")
+    return weights
+
+
+_PROBE: list[tuple[Encoded, dict[str, np.ndarray]]] = []
+
+
+def _probe_state() -> tuple[Encoded, dict[str, np.ndarray]]:
+    """A fixed small input (two cheap cells, two target runs, 16 candidates), built once per process."""
+    if not _PROBE:
+        space = SearchSpace.from_dict({"params": {
+            "lr": {"type": "float", "low": 1e-5, "high": 1e-1, "log": True},
+            "batch_size": {"type": "categorical", "choices": [64, 128, 256, 512]},
+            "warmup": {"type": "float", "low": 0.0, "high": 0.2},
+        }})
+        rng = np.random.default_rng(0)
+        target = {"n_params": 1e9, "n_tokens": 2e10}
+        history = History()
+        for k, n in enumerate((6, 6, 2)):
+            fid = target if k == 2 else {"n_params": 1e8 * 3**k, "n_tokens": 2e9 * 3**k}
+            for _ in range(n):
+                params = space.sample(rng)
+                value = 2.5 - 0.2 * k + float(np.sum((space.to_unit(params) - 0.4) ** 2))
+                history.add(Trial(id=history.next_id(), params=params, fidelity=fid, value=value))
+        enc = encode(history, space, target, rng.random((16, space.width)))
+        _PROBE.append((enc, state_arrays([enc])))
+    return _PROBE[0]
+
+
+def _probe(net: NumpyPolicyNet, cfg: AgentModelConfig, path: Path) -> None:
+    """Refuse weights that are finite but make the forward pass overflow (so nothing non-finite is proposed)."""
+    enc, batch = _probe_state()
+    with np.errstate(all="ignore"):
+        out = net.forward(batch, max_query=cfg.max_query)
+        mu, sigma = out["mu"][0], np.exp(out["log_sigma"][0].astype(float))
+        value, std = enc.from_y(mu.astype(float), sigma)
+    if not all(np.isfinite(a).all() for a in (out["score"][0], mu, sigma, value, std)):
+        raise CheckpointError(f"{path}: the network's outputs on a probe input are not finite (its weights overflow); "
+                              "the checkpoint is corrupt")
