@@ -8,7 +8,10 @@ threads and 55 ms with one, and 130 ms against 55 ms beside a busy process
 
 :func:`one_blas_thread` limits BLAS to one thread for the duration of a block through ``threadpoolctl``
 and restores the previous setting when the outermost block ends. Nested and concurrent blocks (Optuna's
-``n_jobs``) share one limit, counted under a lock, so the user's setting is always restored.
+``n_jobs``) share one limit, counted under a lock, so the user's setting is always restored. How a limit
+set from a worker thread acts depends on the BLAS build (the OpenBLAS wheels of numpy 2 apply a limit set
+from the main thread to every thread, and may ignore one set from another thread); the sampler's usual
+``n_jobs=1`` proposes from the main thread.
 """
 
 from __future__ import annotations
