@@ -399,7 +399,7 @@ class TransformerAgent(Agent):
         tkey = fidelity_key(target)
         done_c, done_y, failed_c = [], [], []
         for t in history.trials:
-            if fidelity_key(t.fidelity) != tkey or t.state not in ("complete", "failed"):
+            if (t.fidelity and fidelity_key(t.fidelity) != tkey) or t.state not in ("complete", "failed"):
                 continue
             if t.state == "complete" and t.value is not None:
                 done_c.append(t.params)

@@ -190,7 +190,7 @@ def explain_choice(
             parts.append(f"{_plural(len(names) - len(described), 'more parameter')} not described here.")
     else:
         parts.append("No low-fidelity evidence; the model falls back on its prior over LLM-like landscapes.")
-    target_trials = [t for t in history.trials if fidelity_key(t.fidelity) == tkey and tkey]
+    target_trials = [t for t in history.trials if (not t.fidelity or fidelity_key(t.fidelity) == tkey) and tkey]
     done = [t for t in target_trials if t.is_complete and t.value is not None]
     n_failed = sum(t.state == "failed" for t in target_trials)
     if done:
@@ -223,7 +223,7 @@ def explain_choice(
 def _step_text(agent: Any, history: History, target: Mapping[str, float], batch_index: int) -> str:
     """Which step chose the proposal (mirrors ``TransformerAgent._propose`` and ``agent/_adapt.py``)."""
     tkey = fidelity_key(target)
-    mine = [t for t in history.trials if fidelity_key(t.fidelity) == tkey]
+    mine = [t for t in history.trials if not t.fidelity or fidelity_key(t.fidelity) == tkey]
     n_done = sum(t.state == "complete" and t.value is not None for t in mine)
     n_failed = sum(t.state == "failed" for t in mine)
     batch = f" As proposal {batch_index + 1} of this batch it is kept apart from the earlier ones." if batch_index else ""

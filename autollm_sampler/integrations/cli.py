@@ -203,7 +203,12 @@ def load_history(path: str | Path | None, space: SearchSpace, target: Mapping[st
     _warn_near_target(history, target, src)
     checked = History(fidelity_axes=tuple(target))
     for t, where in zip(history.trials, wheres, strict=True):
-        checked.add(_check_trial(t, space, tkey, where))
+        t = _check_trial(t, space, tkey, where)
+        if target and set(t.fidelity) != set(target):
+            # a trial without fidelity is a target run, and an axis it leaves out takes the target's value:
+            # the agent then sees it at the target fidelity (it reads only trials there as target runs)
+            t = t.model_copy(update={"fidelity": {**dict(target), **t.fidelity}})
+        checked.add(t)
     return checked
 
 

@@ -125,3 +125,20 @@ def test_batches_and_pending_spread_out() -> None:
     a = agent.propose(History(trials=cheap), task.space, task.target, seed=5)[0]
     b = agent.propose(History(trials=cheap), task.space, task.target, seed=5, pending=[a.params])[0]
     assert task.space.config_key(a.params) != task.space.config_key(b.params)
+
+
+@pytest.mark.skipif(not (DEFAULT_CHECKPOINT / "model.safetensors").exists(), reason="no shipped checkpoint")
+def test_target_runs_without_fidelity_count_as_target_runs() -> None:
+    # a trial without fidelity is a target run (the documented rule): it must be adapted to exactly like one
+    # that carries the target's fidelity
+    task, cheap = _adamw()
+    agent = load_agent("default")
+    p0 = agent.propose(History(trials=cheap), task.space, task.target, seed=0)[0]
+    runs = [p0.params, task.space.from_unit(np.clip(task.space.to_unit(p0.params) + 0.05, 0, 1))]
+    with_fid = [Trial(id=f"t{i}", params=p, fidelity=task.target, value=p0.predicted_value + 0.5) for i, p in enumerate(runs)]
+    without = [t.model_copy(update={"fidelity": {}}) for t in with_fid]
+    a = agent.propose(History(trials=[*cheap, *with_fid]), task.space, task.target, seed=1)[0]
+    b = agent.propose(History(trials=[*cheap, *without]), task.space, task.target, seed=1)[0]
+    assert a.params == b.params
+    assert a.predicted_value == pytest.approx(b.predicted_value)
+    assert "2 target runs completed so far" in b.rationale

@@ -155,3 +155,21 @@ def test_a_rounded_target_is_warned_about(files: dict[str, Path], tmp_path: Path
                        "--target", "n_params=1.07e9", "--agent", "classical")
     assert rc == 0
     assert any("within 1% of --target" in r.getMessage() for r in caplog.records)
+
+
+def test_trials_without_fidelity_are_target_runs_for_the_agent(files: dict[str, Path], tmp_path: Path,
+                                                               capsys: pytest.CaptureFixture[str]) -> None:
+    # the documented rule: a trial without fidelity is a target run; the agent must adapt to it as one
+    target_runs = [{"params": {"lr": 0.002, "batch_size": 128, "mix": {"web": 0.6, "code": 0.4}}, "value": 2.9},
+                   {"params": {"lr": 0.004, "batch_size": 64, "mix": {"web": 0.5, "code": 0.5}}, "value": 3.0}]
+    plain, explicit = tmp_path / "plain.jsonl", tmp_path / "explicit.jsonl"
+    plain.write_text("\n".join(json.dumps(r) for r in [*HISTORY, *target_runs]) + "\n")
+    explicit.write_text("\n".join(json.dumps(r) for r in [*HISTORY, *({**r, "fidelity": {"n_params": 1e9}} for r in target_runs)]) + "\n")
+    outs = []
+    for h in (plain, explicit):
+        rc, out, err = run(capsys, "suggest", "--space", str(files["space.yaml"]), "--history", str(h),
+                           "--target", "n_params=1e9", "--seed", "3")
+        assert rc == 0, err
+        outs.append(json.loads(out))
+    assert outs[0] == outs[1]
+    assert "2 target runs completed so far" in outs[0][0]["rationale"]
