@@ -99,7 +99,12 @@ def _run(args: argparse.Namespace) -> int:
         workers=args.workers,
         quick=args.quick,
     )
-    plan = plan_episodes(cfg)
+    try:
+        plan = plan_episodes(cfg)
+    except ValueError as exc:  # an unknown method or task: one clean line that lists the valid ones
+        from autollm_sampler.exceptions import ConfigError
+
+        raise ConfigError(str(exc)) from None
     for s in plan.skipped:
         if not s.scope.startswith("setting"):
             print(f"skipped {s.method} ({s.scope}): {s.reason}")

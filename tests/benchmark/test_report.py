@@ -96,3 +96,10 @@ def test_latency_benchmark_writes_ratios_to_tpe(tmp_path: Path, raw_dir: Path) -
     assert main(argv) == 0
     text = (tmp_path / "LATENCY.md").read_text()
     assert "| tpe | " in text and "(1×)" in text and "| transfer | " in text and "n=10" in text
+
+
+def test_cli_bench_unknown_method_is_one_clean_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["bench", "--methods", "classical", "--plan", "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("autollm-sampler: error: unknown method 'classical'") and "tpe-warm" in err
+    assert "Traceback" not in err and err.count("\n") == 1
