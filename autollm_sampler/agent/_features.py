@@ -131,9 +131,46 @@ def _soft_opt(units: np.ndarray, rank: np.ndarray) -> np.ndarray:
     return (w[:, None] * units).sum(axis=0)  # type: ignore[no-any-return]
 
 
+#: how far the extrapolation goes from the nearest cheap cell's optimum towards the ridge trend: picked per
+#: history from these by predicting held-out cheap cells (:func:`_extrapolate`)
+TREND_WEIGHTS = (0.0, 0.25, 0.5, 0.75, 1.0)
+#: with fewer than three cheap cells no cell can be held out; the trend then counts half
+DEFAULT_TREND_WEIGHT = 0.5
+#: how many of the cheap cells nearest the target are held out in turn to pick the trend weight
+N_HELD_OUT = 2
+
+
 def _extrapolate(cells: list[CellSummary], width: int) -> np.ndarray:
-    """Ridge fit of per-cell soft optima against log-fidelity deltas, evaluated at the target (delta 0)."""
+    """The optimum expected at the target: from the nearest cheap cell's soft optimum towards the ridge trend.
+
+    A straight trend in log fidelity overshoots where optima saturate or turn, and is noisy with sparse
+    cells; so the weight of the trend is chosen from the history itself. Each of the ``N_HELD_OUT`` cheap
+    cells nearest the target is predicted from the cells beyond it (trend weight ``a``: its nearest
+    remaining cell's optimum plus ``a`` times the way to that cell's ridge extrapolation), and the weight of
+    ``TREND_WEIGHTS`` with the smallest squared error is used at the target. With fewer than three cheap
+    cells the weight is ``DEFAULT_TREND_WEIGHT``.
+    """
     cheap = [c for c in cells if not c.is_target and c.n >= 2]
+    if len(cheap) < 2:
+        return _ridge_extrapolate(cheap, width)
+    cheap = sorted(cheap, key=lambda c: float(np.linalg.norm(c.deltas)))  # nearest to the target first
+    near = cheap[0].soft_opt
+    trend = _ridge_extrapolate(cheap, width)
+    a = DEFAULT_TREND_WEIGHT
+    if len(cheap) >= 3:
+        errs = np.zeros(len(TREND_WEIGHTS))
+        for h in range(min(N_HELD_OUT, len(cheap) - 2)):
+            held, rest = cheap[h], cheap[h + 1:]
+            shifted = [replace(c, deltas=c.deltas - held.deltas) for c in rest]  # the held cell as the target
+            t2, n2 = _ridge_extrapolate(shifted, width), rest[0].soft_opt
+            for i, w in enumerate(TREND_WEIGHTS):
+                errs[i] += float(np.sum((n2 + w * (t2 - n2) - held.soft_opt) ** 2))
+        a = TREND_WEIGHTS[int(np.argmin(errs))]
+    return np.clip(near + a * (trend - near), 0.0, 1.0)  # type: ignore[no-any-return]
+
+
+def _ridge_extrapolate(cheap: list[CellSummary], width: int) -> np.ndarray:
+    """Ridge fit of per-cell soft optima against log-fidelity deltas, evaluated at the target (delta 0)."""
     if not cheap:
         return np.full(width, 0.5)
     if len(cheap) == 1:

@@ -220,3 +220,31 @@ def test_to_y_and_from_y_are_inverse(direction: str) -> None:
     np.testing.assert_array_equal(order, expected)
     # and a y round trip
     np.testing.assert_allclose(enc.to_y(enc.from_y(np.array([-1.0, 0.0, 2.0]), np.ones(3))[0]), [-1.0, 0.0, 2.0])
+
+
+def _cells(optima: list[float], sizes: list[float]) -> list:  # type: ignore[type-arg]
+    from autollm_sampler.agent._features import CellSummary
+
+    target = 1e10
+    return [CellSummary(fidelity={"n": s}, deltas=np.array([math.log(s / target), 0.0]), n=10,
+                        best_unit=np.array([o]), soft_opt=np.array([o]), best_value=1.0, is_target=False)
+            for o, s in zip(optima, sizes, strict=True)]
+
+
+def test_extrapolation_follows_a_straight_trend_and_not_a_saturated_one() -> None:
+    from autollm_sampler.agent._features import DEFAULT_TREND_WEIGHT, _extrapolate, _ridge_extrapolate
+
+    sizes = [1e6, 1e7, 1e8, 1e9]
+    # optimum falls by 0.1 per decade: held-out cells are predicted best by the full trend -> 0.3 at 1e10
+    straight = _cells([0.7, 0.6, 0.5, 0.4], sizes)
+    assert _extrapolate(straight, 1)[0] == pytest.approx(_ridge_extrapolate(straight, 1)[0])
+    assert _extrapolate(straight, 1)[0] == pytest.approx(0.3, abs=0.02)
+    # optimum moved fast at small sizes and has stopped: the trend would overshoot, the nearest cell stays
+    saturated = _cells([0.9, 0.6, 0.5, 0.5], sizes)
+    ridge, got = _ridge_extrapolate(saturated, 1)[0], _extrapolate(saturated, 1)[0]
+    assert ridge < 0.4
+    assert ridge < got <= 0.5 and 0.5 - got < (0.5 - ridge) / 2
+    # two cells: nothing to hold out, the trend counts DEFAULT_TREND_WEIGHT
+    two = _cells([0.6, 0.5], sizes[2:])
+    want = 0.5 + DEFAULT_TREND_WEIGHT * (_ridge_extrapolate(two, 1)[0] - 0.5)
+    assert _extrapolate(two, 1)[0] == pytest.approx(want)
