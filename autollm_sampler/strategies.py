@@ -12,6 +12,7 @@ Both skip configurations already tried (``exclude``) while untried ones exist.
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
@@ -19,9 +20,14 @@ from typing import Any
 import numpy as np
 
 from autollm_sampler.history import History, Trial, fidelity_key
-from autollm_sampler.space import SearchSpace, project_unit
+from autollm_sampler.space import CategoricalParam, FloatParam, IntParam, SearchSpace, project_unit
 
-__all__ = ["log_fidelity_distance", "nearest_cell", "random_proposals", "transfer_proposals", "snap_to_candidates"]
+__all__ = [
+    "log_fidelity_distance", "nearest_cell", "random_proposals", "transfer_proposals", "snap_to_candidates", "grid_configs",
+]
+
+#: A finite space of at most this many configurations is enumerated by :func:`grid_configs`.
+GRID_ENUMERATE_LIMIT = 20_000
 
 
 def _logf(x: float) -> float:
@@ -95,9 +101,47 @@ def random_proposals(
             seen.add(k)
         if len(out) == n:
             break
+    if len(out) < n:  # a finite space with few untried configurations left: random draws miss them
+        for c in grid_configs(space, rng):
+            k = space.config_key(c)
+            if k not in seen:
+                out.append(c)
+                seen.add(k)
+                if len(out) == n:
+                    break
     while len(out) < n:
         out.append(space.sample(rng))
     return out
+
+
+def _grid_values(p: Any) -> list[Any]:
+    if isinstance(p, CategoricalParam):
+        return list(p.choices)
+    if isinstance(p, IntParam):
+        return list(range(p.low, p.high + 1, p.step))
+    assert isinstance(p, FloatParam) and p.step is not None
+    n_max = p.n_steps()
+    assert n_max is not None
+    return [p._grid_value(min(p.low + k * p.step, p.high), n_max) for k in range(n_max + 1)]
+
+
+def grid_configs(
+    space: SearchSpace, rng: np.random.Generator, *, limit: int = GRID_ENUMERATE_LIMIT, n_sample: int = 4096
+) -> list[dict[str, Any]]:
+    """Configurations of a finite space, in random order: all of them when there are at most ``limit``,
+    else ``n_sample`` random ones. Empty when the space is not finite (continuous floats, a simplex).
+
+    Proposers use it once their random or generated candidates are all tried, so that the last untried
+    configurations of a grid are still found.
+    """
+    size = space.grid_size()
+    if size is None:
+        return []
+    if size > limit:
+        return [space.sample(rng) for _ in range(n_sample)]
+    names = list(space.params)
+    combos = list(itertools.product(*(_grid_values(space.params[n]) for n in names)))
+    return [dict(zip(names, combos[int(i)], strict=True)) for i in rng.permutation(len(combos))]
 
 
 def transfer_proposals(

@@ -53,12 +53,15 @@ from autollm_sampler.agent._rationale import explain_choice, model_rationale  # 
 from autollm_sampler.exceptions import CheckpointError
 from autollm_sampler.history import History, Trial, fidelity_key
 from autollm_sampler.space import SearchSpace
+from autollm_sampler.strategies import grid_configs
 
 __all__ = ["AgentModelConfig", "TransformerAgent", "pad_arrays", "state_arrays", "OODReport"]
 
 logger = logging.getLogger(__name__)
 
 FORMAT_VERSION = 1
+#: At most this many untried grid points are scored when the generated candidates were all tried.
+_GRID_QUERIES = 512
 
 
 @dataclass
@@ -105,6 +108,28 @@ def unit_keys(units: np.ndarray) -> np.ndarray:
     """One hashable key per row of unit points (rounded to 1e-9, so equal snapped points share a key)."""
     r = np.ascontiguousarray(np.round(np.asarray(units, float), 9) + 0.0)
     return r.view(np.dtype((np.void, r.dtype.itemsize * max(r.shape[1], 1)))).ravel() if r.shape[1] else np.zeros(len(r), "V1")
+
+
+def _untried_grid(space: SearchSpace, seen: set[Any], rng: np.random.Generator) -> np.ndarray:
+    """Unit points of untried configurations of a finite space (at most ``_GRID_QUERIES``, random order).
+
+    Random and local candidates can all miss the last untried points of a grid (categorical choices whose
+    values lie close together get thin slices of the unit interval); this finds them. Empty when the space
+    is not finite or every configuration is in ``seen`` (unit keys).
+    """
+    configs = grid_configs(space, rng)
+    if not configs:
+        return np.zeros((0, space.width))
+    units = space.snap_unit_many(space.to_unit_many(configs))
+    taken = set(seen)
+    keep: list[int] = []
+    for i, k in enumerate(unit_keys(units).tolist()):
+        if k not in taken:
+            taken.add(k)
+            keep.append(i)
+            if len(keep) == _GRID_QUERIES:
+                break
+    return units[keep]
 
 
 def pad_arrays(items: Sequence[Mapping[str, Any]], labels: Sequence[str] = ()) -> dict[str, np.ndarray]:
@@ -372,6 +397,10 @@ class TransformerAgent(Agent):
             tried = tried_configs(history, space, target, pending)
             seen = set(unit_keys(space.to_unit_many(tried)).tolist()) if tried else set()
             untried = [i for i, k in enumerate(unit_keys(units).tolist()) if k not in seen]
+            if not untried:  # a finite space whose generated candidates were all tried: look at its grid
+                grid = _untried_grid(space, seen, rng)
+                if len(grid):
+                    units, untried = grid, list(range(len(grid)))
         if not untried:  # everything tried: allow repeats rather than fail
             untried = list(range(len(units)))
         enc, score, value, std = self.score(history, space, target, units[untried], base=base)
