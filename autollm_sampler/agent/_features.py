@@ -148,7 +148,7 @@ def _extrapolate(cells: list[CellSummary], width: int) -> np.ndarray:
     cells nearest the target is predicted from the cells beyond it (trend weight ``a``: its nearest
     remaining cell's optimum plus ``a`` times the way to that cell's ridge extrapolation), and the weight of
     ``TREND_WEIGHTS`` with the smallest squared error is used at the target. With fewer than three cheap
-    cells the weight is ``DEFAULT_TREND_WEIGHT``.
+    cells the weight is ``DEFAULT_TREND_WEIGHT``. "Nearest" is by the log-fidelity distance (all axes).
     """
     cheap = [c for c in cells if not c.is_target and c.n >= 2]
     if len(cheap) < 2:
@@ -162,7 +162,8 @@ def _extrapolate(cells: list[CellSummary], width: int) -> np.ndarray:
         for h in range(min(N_HELD_OUT, len(cheap) - 2)):
             held, rest = cheap[h], cheap[h + 1:]
             shifted = [replace(c, deltas=c.deltas - held.deltas) for c in rest]  # the held cell as the target
-            t2, n2 = _ridge_extrapolate(shifted, width), rest[0].soft_opt
+            t2 = _ridge_extrapolate(shifted, width)
+            n2 = min(shifted, key=lambda c: float(np.linalg.norm(c.deltas))).soft_opt  # nearest the held cell
             for i, w in enumerate(TREND_WEIGHTS):
                 errs[i] += float(np.sum((n2 + w * (t2 - n2) - held.soft_opt) ** 2))
         a = TREND_WEIGHTS[int(np.argmin(errs))]
