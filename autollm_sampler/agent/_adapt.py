@@ -46,7 +46,7 @@ ADAPT_SPEC: dict[str, float] = {
     "fail_radius": 0.08,  # failure influence radius, in unit-cube distance / sqrt(width)
     "batch_radius": 0.05,  # pending / picked points push candidates within this radius away
     "policy_weight": 0.05,  # weight of the policy's log-probability in the acquisition (tie-breaking)
-    "max_gp_runs": 256,  # the residual GP reads at most this many target runs: the best half and the latest half
+    "max_gp_runs": 128,  # the residual GP reads at most this many target runs: the best half and the latest half
 }
 
 
