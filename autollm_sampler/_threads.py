@@ -16,6 +16,7 @@ from the main thread to every thread, and may ignore one set from another thread
 
 from __future__ import annotations
 
+import sys
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -29,12 +30,19 @@ _active: Any = None  # the threadpoolctl limit object of the outermost block
 _controller: Any = None  # built once: inspecting the loaded libraries costs about a millisecond
 
 
+_controller_modules = -1  # len(sys.modules) when the controller was built
+
+
 def _get_controller() -> Any:
-    global _controller
-    if _controller is None:
+    """The controller of the BLAS libraries loaded now; rebuilt after new modules were imported (torch or
+    scipy bring BLAS libraries of their own, which a controller built before them would not limit)."""
+    global _controller, _controller_modules
+    n = len(sys.modules)
+    if _controller is None or n != _controller_modules:
         from threadpoolctl import ThreadpoolController
 
         _controller = ThreadpoolController()
+        _controller_modules = len(sys.modules)
     return _controller
 
 
