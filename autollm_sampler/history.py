@@ -243,7 +243,10 @@ class History(BaseModel):
 
     # ------------------------------------------------------------------ mutation
     def add(self, trial: Trial | Mapping[str, Any]) -> Trial:
-        """Append a trial, checking id uniqueness and fidelity axes."""
+        """Append a trial, checking id uniqueness and fidelity axes; a mapping without ``"id"`` gets
+        :meth:`next_id`."""
+        if not isinstance(trial, Trial) and isinstance(trial, Mapping) and "id" not in trial:
+            trial = {**trial, "id": self.next_id()}
         t = trial if isinstance(trial, Trial) else Trial.parse(trial)
         idx = self._index()
         if str(t.id) in idx.ids:

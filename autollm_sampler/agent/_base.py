@@ -117,6 +117,11 @@ class Agent:
         """
         if n < 1:
             raise ValueError(f"n must be >= 1, got {n!r}")
+        if not isinstance(target, Mapping):
+            hint = (f"; pass its .fidelity ({dict(target.fidelity)!r})"
+                    if isinstance(getattr(target, "fidelity", None), Mapping) else "")
+            raise TypeError(f"target must be a mapping of fidelity axis -> value, e.g. {{'n_params': 1e9}}; "
+                            f"got {type(target).__name__}{hint}")
         rng = np.random.default_rng(seed)
         try:
             with one_blas_thread():

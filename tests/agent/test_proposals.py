@@ -395,3 +395,29 @@ def test_property_random_spaces_and_histories(case: tuple[Any, ...]) -> None:
         assert not {space.config_key(p.params) for p in props} & tried
 
 
+
+
+def test_a_target_that_is_not_a_mapping_is_a_clear_type_error() -> None:
+    from dataclasses import dataclass
+
+    from autollm_sampler.agent import load_agent
+    from autollm_sampler.history import History
+    from autollm_sampler.space import SearchSpace
+
+    @dataclass
+    class Cell:  # shaped like the gym's CellInfo
+        fidelity: dict
+
+    space = SearchSpace.from_dict({"params": {"lr": {"type": "float", "low": 1e-4, "high": 1e-1, "log": True}}})
+    with pytest.raises(TypeError, match=r"pass its \.fidelity \(\{'n': 10.0\}\)"):
+        load_agent("classical").propose(History(), space, Cell({"n": 10.0}))  # type: ignore[arg-type]
+
+
+def test_history_add_without_an_id_takes_the_next_one() -> None:
+    from autollm_sampler.history import History
+
+    h = History()
+    h.add({"params": {"x": 1}, "value": 1.0})
+    h.add({"id": 7, "params": {"x": 2}, "value": 2.0})
+    h.add({"params": {"x": 3}, "value": 3.0})
+    assert [t.id for t in h.trials] == [0, 7, 8]
