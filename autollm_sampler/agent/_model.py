@@ -132,6 +132,24 @@ def _untried_grid(space: SearchSpace, seen: set[Any], rng: np.random.Generator) 
     return units[keep]
 
 
+def _more_candidates(space: SearchSpace, taken: set[Any], rng: np.random.Generator, need: int) -> np.ndarray:
+    """Up to ``need`` more untried unit points (not in ``taken``): grid points of a finite space, else
+    uniform samples snapped onto the space (a few rounds, for spaces with few distinct values)."""
+    if space.grid_size() is not None:
+        return _untried_grid(space, taken, rng)[:need]
+    out: list[np.ndarray] = []
+    seen = set(taken)
+    for _ in range(8):
+        pts = space.snap_unit_many(rng.random((2 * need + 16, space.width)))
+        for u, k in zip(pts, unit_keys(pts).tolist(), strict=True):
+            if k not in seen:
+                seen.add(k)
+                out.append(u)
+                if len(out) == need:
+                    return np.stack(out)
+    return np.stack(out) if out else np.zeros((0, space.width))
+
+
 def pad_arrays(items: Sequence[Mapping[str, Any]], labels: Sequence[str] = ()) -> dict[str, np.ndarray]:
     """Pad states (mappings of arrays with the :data:`STATE_KEYS`) into one batch of numpy arrays.
 
@@ -401,6 +419,11 @@ class TransformerAgent(Agent):
                 grid = _untried_grid(space, seen, rng)
                 if len(grid):
                     units, untried = grid, list(range(len(grid)))
+            if len(untried) < n:  # a large batch: more candidates, so that proposals stay distinct
+                extra = _more_candidates(space, seen | set(unit_keys(units).tolist()), rng, n - len(untried))
+                if len(extra):
+                    untried += list(range(len(units), len(units) + len(extra)))
+                    units = np.concatenate([units, extra])
         if not untried:  # everything tried: allow repeats rather than fail
             untried = list(range(len(units)))
         enc, score, value, std = self.score(history, space, target, units[untried], base=base)

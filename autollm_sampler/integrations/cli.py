@@ -260,8 +260,21 @@ def parse_target(text: str | Sequence[str] | None) -> dict[str, float]:
                 raise InvalidHistoryError(f"--target: value of {axis.strip()!r} is {val!r}, not a number") from None
             if not math.isfinite(v):
                 raise InvalidHistoryError(f"--target: value of {axis.strip()!r} is {val!r}; give a finite number")
+            if axis.strip() in out:
+                raise InvalidHistoryError(f"--target: axis {axis.strip()!r} is given twice; give each axis once")
             out[axis.strip()] = v
     return out
+
+
+def _seed(text: str) -> int:
+    """``--seed``: an integer >= 0 (numpy refuses negative seeds)."""
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if v < 0:
+        raise argparse.ArgumentTypeError(f"{v} is negative; give an integer >= 0")
+    return v
 
 
 # ---------------------------------------------------------------------- commands
@@ -329,7 +342,7 @@ def _common_args(p: argparse.ArgumentParser) -> None:
         help="the target fidelity, one value per fidelity axis of the history",
     )
     p.add_argument("-n", type=int, default=1, help="number of proposals (default 1)")
-    p.add_argument("--seed", type=int, default=None, help="random seed for reproducible proposals")
+    p.add_argument("--seed", type=_seed, default=None, help="random seed for reproducible proposals (an integer >= 0)")
     p.add_argument("--agent", default="default", metavar="default|classical|PATH|llm:DIR", help="which agent proposes (default: the shipped model; a text-LLM checkpoint folder or llm:<local model folder> also work)")
 
 

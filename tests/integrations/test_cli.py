@@ -173,3 +173,27 @@ def test_trials_without_fidelity_are_target_runs_for_the_agent(files: dict[str, 
         outs.append(json.loads(out))
     assert outs[0] == outs[1]
     assert "2 target runs completed so far" in outs[0][0]["rationale"]
+
+
+def test_negative_seed_and_a_repeated_target_axis_exit_2(files: dict[str, Path], capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exc:  # argparse's own error for a bad --seed
+        main(["suggest", "--space", str(files["space.yaml"]), "--seed", "-1"])
+    assert exc.value.code == 2 and "integer >= 0" in capsys.readouterr().err
+    rc, out, err = run(capsys, "suggest", "--space", str(files["space.yaml"]), "--history", str(files["h.jsonl"]),
+                       "--target", "n_params=7e9,n_params=1e9")
+    assert rc == 2 and out == "" and "'n_params' is given twice" in err
+
+
+@pytest.mark.parametrize(("space", "n_distinct"), [
+    ("params:\n  a: {type: float, low: 0, high: 1}\n  b: {type: float, low: 0, high: 1}\n", 400),
+    ("params:\n  a: {type: int, low: 0, high: 29}\n  b: {type: int, low: 0, high: 19}\n", 400),  # 600 points
+    ("params:\n  a: {type: int, low: 0, high: 9}\n  b: {type: categorical, choices: [x, y]}\n", 20),  # 20 points
+])
+def test_large_batches_are_distinct_where_the_space_allows(space: str, n_distinct: int, tmp_path: Path,
+                                                           capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "s.yaml").write_text(space)
+    rc, out, err = run(capsys, "suggest", "--space", str(tmp_path / "s.yaml"), "-n", "400", "--seed", "0")
+    assert rc == 0, err
+    props = json.loads(out)
+    assert len(props) == 400
+    assert len({json.dumps(p["params"], sort_keys=True) for p in props}) == n_distinct
