@@ -138,6 +138,7 @@ _READ_AT = ATTR_PREFIX + "read_at"  # system attr: when the history for this pro
 _PROPOSED_AT = ATTR_PREFIX + "proposed_at"  # system attr: when the proposal was written
 _BUDGET_OUT = ATTR_PREFIX + "budget_exhausted"
 _ATTEMPTS = ATTR_PREFIX + "claim_attempts"  # system attr: proposals made before one was kept
+_FIXED_ASK = 16  # proposals asked for when enqueue_trial fixed some values (one is kept)
 _CLAIM_ATTEMPTS = 8  # proposals per trial at most while other workers claim the same configuration first
 _RUN_HERE = ATTR_PREFIX + "sampled"  # system attr: the trial started under an AutoLLMSampler
 #: User attribute set on every finished trial the sampler saw (and on imported ones): whether it is a target
@@ -893,10 +894,14 @@ class AutoLLMSampler(BaseSampler):
         history, pending = self._collect(study, trial, space, slots, fid_now, known)
         storage = study._storage
         shared = not isinstance(getattr(storage, "_backend", storage), optuna.storages.InMemoryStorage)
+        # values fixed by a partial enqueue_trial replace the proposal's: ask for a few proposals and keep the
+        # first that, with the fixed values put in, is not a configuration already run or running here
+        raw_fixed = trial.system_attrs.get("fixed_params")
+        fixed = {k: v for k, v in raw_fixed.items() if k in search_space} if isinstance(raw_fixed, Mapping) else {}
         for attempt in range(_CLAIM_ATTEMPTS):
             seed = derive_seed(self._seed_base, trial.number, attempt)
-            proposal = self.agent.propose(history, space, fid_now, n=1, seed=seed, pending=pending)[0]
-            params = self._to_optuna(proposal.params, search_space, space, slots)
+            props = self.agent.propose(history, space, fid_now, n=_FIXED_ASK if fixed else 1, seed=seed, pending=pending)
+            proposal, params = self._pick(props, fixed, search_space, space, slots, study, trial, fid_now)
             self._note_unmapped(proposal.params, params, slots)
             # claim: the proposal first, then the time its write completed
             storage.set_trial_system_attr(trial._trial_id, _PROPOSAL, params)
@@ -935,6 +940,42 @@ class AutoLLMSampler(BaseSampler):
             trial.user_attrs[k] = v
         logger.debug("trial %d: proposed %s (%s)", trial.number, params, proposal.source)
         return params
+
+    def _pick(
+        self,
+        props: Sequence[Proposal],
+        fixed: Mapping[str, Any],
+        search_space: Mapping[str, BaseDistribution],
+        space: SearchSpace,
+        slots: Mapping[str, _Slot],
+        study: Study,
+        trial: FrozenTrial,
+        fid_now: Mapping[str, float],
+    ) -> tuple[Proposal, dict[str, Any]]:
+        """The first proposal whose Optuna values, with ``fixed`` put in, were not run or claimed at this
+        fidelity (the first proposal when every one was, or when nothing is fixed)."""
+        first = (props[0], self._to_optuna(props[0].params, search_space, space, slots))
+        if not fixed or len(props) == 1:
+            return first
+        names = sorted(search_space)
+
+        def key(values: Mapping[str, Any]) -> tuple[str, ...]:
+            return tuple(repr(values.get(k)) for k in names)
+
+        taken = set()
+        for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, *_PENDING)):
+            if t.number == trial.number:
+                continue
+            f = self._fidelity_of(t)
+            if f is None or not same_fidelity(f, fid_now):
+                continue
+            claim = t.system_attrs.get(_PROPOSAL)
+            taken.add(key({**(claim if isinstance(claim, Mapping) else {}), **t.params}))
+        for p in props:
+            params = first[1] if p is props[0] else self._to_optuna(p.params, search_space, space, slots)
+            if key({**params, **fixed}) not in taken:
+                return p, params
+        return first
 
     def _claimed_elsewhere(
         self,

@@ -616,3 +616,23 @@ def test_the_last_untried_point_of_a_200_point_grid_is_found(agent: str) -> None
         study = _near_exhausted_study(agent, seed, {"k": IntDistribution(0, 199)}, [{"k": 137}])
         study.optimize(lambda t: float(t.suggest_int("k", 0, 199)), n_trials=1)
         assert study.trials[-1].params == {"k": 137}, (agent, seed)
+
+
+def test_a_partly_enqueued_trial_does_not_repeat_a_run_configuration() -> None:
+    """enqueue_trial fixing ``a`` only: the proposal for ``b`` must give an untried (a, b) pair."""
+    from optuna.distributions import CategoricalDistribution
+
+    from autollm_sampler.integrations.optuna import AutoLLMSampler
+
+    dists = {"a": CategoricalDistribution([0, 1]), "b": CategoricalDistribution([0, 1, 2, 3, 4])}
+    repeats = 0
+    for seed in range(10):
+        study = optuna.create_study(sampler=AutoLLMSampler(agent="classical", seed=seed))
+        for b in range(4):  # a = 0 with b = 0..3 already run: only (0, 4) is left for a = 0
+            study.add_trial(optuna.trial.create_trial(params={"a": 0, "b": b}, distributions=dists, value=float(b)))
+        study.enqueue_trial({"a": 0})
+        study.optimize(lambda t: float(t.suggest_categorical("a", [0, 1]) + t.suggest_categorical("b", [0, 1, 2, 3, 4])),
+                       n_trials=1)
+        last = study.trials[-1].params
+        repeats += last["a"] == 0 and last["b"] != 4
+    assert repeats == 0
