@@ -36,6 +36,9 @@ def build_parser() -> argparse.ArgumentParser:
         "from cheap multi-fidelity evidence.",
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="log at INFO level to stderr")
+    from autollm_sampler import __version__
+
+    parser.add_argument("--version", action="version", version=f"autollm-sampler {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for mod in _MODULES:
         try:

@@ -197,3 +197,11 @@ def test_large_batches_are_distinct_where_the_space_allows(space: str, n_distinc
     props = json.loads(out)
     assert len(props) == 400
     assert len({json.dumps(p["params"], sort_keys=True) for p in props}) == n_distinct
+
+
+def test_version(capsys: pytest.CaptureFixture[str]) -> None:
+    from autollm_sampler import __version__
+
+    with pytest.raises(SystemExit) as exc:
+        main(["--version"])
+    assert exc.value.code == 0 and capsys.readouterr().out.strip() == f"autollm-sampler {__version__}"
