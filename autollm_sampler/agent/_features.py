@@ -156,6 +156,16 @@ def _extrapolate(cells: list[CellSummary], width: int) -> np.ndarray:
     cheap = sorted(cheap, key=lambda c: float(np.linalg.norm(c.deltas)))  # nearest to the target first
     near = cheap[0].soft_opt
     trend = _ridge_extrapolate(cheap, width)
+    a = trend_weight(cells, width)
+    return np.clip(near + a * (trend - near), 0.0, 1.0)  # type: ignore[no-any-return]
+
+
+def trend_weight(cells: list[CellSummary], width: int) -> float:
+    """The weight of the cheap cells' trend in :func:`_extrapolate` (``DEFAULT_TREND_WEIGHT`` with fewer
+    than three cheap cells of two runs or more; 1.0 with fewer than two, where there is no trend)."""
+    cheap = sorted((c for c in cells if not c.is_target and c.n >= 2), key=lambda c: float(np.linalg.norm(c.deltas)))
+    if len(cheap) < 2:
+        return 1.0
     a = DEFAULT_TREND_WEIGHT
     if len(cheap) >= 3:
         errs = np.zeros(len(TREND_WEIGHTS))
@@ -167,7 +177,7 @@ def _extrapolate(cells: list[CellSummary], width: int) -> np.ndarray:
             for i, w in enumerate(TREND_WEIGHTS):
                 errs[i] += float(np.sum((n2 + w * (t2 - n2) - held.soft_opt) ** 2))
         a = TREND_WEIGHTS[int(np.argmin(errs))]
-    return np.clip(near + a * (trend - near), 0.0, 1.0)  # type: ignore[no-any-return]
+    return float(a)
 
 
 def _ridge_extrapolate(cheap: list[CellSummary], width: int) -> np.ndarray:

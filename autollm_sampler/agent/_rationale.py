@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from autollm_sampler.agent._features import CellSummary, Encoded
+from autollm_sampler.agent._features import CellSummary, Encoded, trend_weight
 from autollm_sampler.history import History, Trial, fidelity_key
 from autollm_sampler.space import SearchSpace, SimplexParam
 
@@ -110,6 +110,16 @@ def _param_sentence(name: str, space: SearchSpace, cells: Sequence[_Cell], n_fit
     return "; ".join(parts) + "."
 
 
+def _trend_sentence(enc: Encoded, width: int, n_fit: int) -> str:
+    """How far the extrapolation follows the cheap cells' trend beyond the nearest cell, and why."""
+    w = trend_weight(enc.cells, width)
+    if n_fit < 3:
+        return (f"The extrapolation goes {w:.0%} of the way from the nearest cell's optimum to the trend of the "
+                "cheap cells (with two cells there is none to hold out).")
+    return (f"The extrapolation goes {w:.0%} of the way from the nearest cell's optimum to the trend of the cheap "
+            "cells: the share that best predicts the cheap cells nearest the target from the cells beyond them.")
+
+
 def _extrap_phrase(n_fit: int, ex: str) -> str:
     if n_fit >= 2:
         return f"extrapolated to {ex} at the target"
@@ -188,6 +198,8 @@ def explain_choice(
         parts += [_param_sentence(nm, space, cells, n_fit, ex_cfg) for nm in described]
         if len(names) > len(described):
             parts.append(f"{_plural(len(names) - len(described), 'more parameter')} not described here.")
+        if n_fit >= 2:
+            parts.append(_trend_sentence(enc, space.width, n_fit))
     else:
         parts.append("No low-fidelity evidence; the model falls back on its prior over LLM-like landscapes.")
     target_trials = [t for t in history.trials if (not t.fidelity or fidelity_key(t.fidelity) == tkey) and tkey]

@@ -248,3 +248,17 @@ def test_extrapolation_follows_a_straight_trend_and_not_a_saturated_one() -> Non
     two = _cells([0.6, 0.5], sizes[2:])
     want = 0.5 + DEFAULT_TREND_WEIGHT * (_ridge_extrapolate(two, 1)[0] - 0.5)
     assert _extrapolate(two, 1)[0] == pytest.approx(want)
+
+
+def test_trend_weight_is_the_one_the_extrapolation_uses() -> None:
+    from autollm_sampler.agent._features import _extrapolate, _ridge_extrapolate, trend_weight
+
+    sizes = [1e6, 1e7, 1e8, 1e9]
+    for optima in ([0.7, 0.6, 0.5, 0.4], [0.9, 0.6, 0.5, 0.5], [0.2, 0.6, 0.3, 0.5]):
+        cells = _cells(optima, sizes)
+        w = trend_weight(cells, 1)
+        assert w in (0.0, 0.25, 0.5, 0.75, 1.0)
+        ridge = _ridge_extrapolate(cells, 1)[0]
+        near = optima[-1]  # the 1e9 cell is the nearest to the 1e10 target
+        assert _extrapolate(cells, 1)[0] == pytest.approx(np.clip(near + w * (ridge - near), 0, 1))
+    assert trend_weight(_cells([0.7, 0.6, 0.5, 0.4], sizes), 1) == 1.0
