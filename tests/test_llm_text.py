@@ -461,3 +461,23 @@ def test_repair_stats() -> None:
     assert s.total == 6 and s.repair_rate == pytest.approx(0.5)
     assert s.to_dict() == {"answers": 6, "strict": 3, "lenient": 1, "snap": 1, "failed": 1, "repair_rate": 0.5, "too_long": 0}
     json.dumps(s.to_dict())
+
+
+def test_a_chat_template_that_rejects_every_layout_raises_in_strict_mode(
+        monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    from autollm_sampler._strict import STRICT_ENV
+    from autollm_sampler.agent._llm import chat_text
+
+    class Broken:
+        chat_template = "{{ raise }}"
+
+        def apply_chat_template(self, *a: object, **k: object) -> str:
+            raise RuntimeError("template error")
+
+    monkeypatch.setenv(STRICT_ENV, "1")
+    with pytest.raises(RuntimeError, match="template error"):
+        chat_text(Broken(), "hello")
+    monkeypatch.setenv(STRICT_ENV, "0")
+    with caplog.at_level("WARNING", logger="autollm_sampler.agent._llm"):
+        text = chat_text(Broken(), "hello")
+    assert text.endswith("hello\n") and "bare prompt" in caplog.text

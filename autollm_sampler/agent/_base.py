@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -11,6 +10,7 @@ from typing import Any
 
 import numpy as np
 
+from autollm_sampler._strict import STRICT_ENV, strict_default
 from autollm_sampler._threads import one_blas_thread
 from autollm_sampler.history import History
 from autollm_sampler.space import SearchSpace
@@ -18,15 +18,6 @@ from autollm_sampler.space import SearchSpace
 __all__ = ["Proposal", "Agent", "STRICT_ENV", "strict_default"]
 
 logger = logging.getLogger(__name__)
-
-#: Environment variable that turns strict mode on for every agent that has not set ``strict`` itself
-#: (``1``/``true``/``yes``); the test suite and the benchmark run with it on.
-STRICT_ENV = "AUTOLLM_STRICT"
-
-
-def strict_default() -> bool:
-    """Whether agents are strict when they have not been told (the :data:`STRICT_ENV` variable)."""
-    return os.environ.get(STRICT_ENV, "").strip().lower() in ("1", "true", "yes", "on")
 
 
 @dataclass

@@ -32,6 +32,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from autollm_sampler._strict import strict_default
 from autollm_sampler.agent._base import Agent, Proposal
 from autollm_sampler.agent._classical import config_key_or_none, tried_keys
 from autollm_sampler.agent._features import encode
@@ -101,14 +102,18 @@ def is_llm_checkpoint(path: str | os.PathLike[str]) -> bool:
 def chat_text(tokenizer: Any, user: str, *, use_template: bool = True) -> str:
     """The model input for one user message: the chat template when there is one, else the bare prompt."""
     if use_template and getattr(tokenizer, "chat_template", None):
+        last: Exception | None = None
         for messages in (
             [{"role": "system", "content": SYSTEM_PROMPT}, {"role": "user", "content": user}],
             [{"role": "user", "content": SYSTEM_PROMPT + "\n\n" + user}],  # templates without a system role
         ):
             try:
                 return str(tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True))
-            except Exception:  # noqa: BLE001 - jinja raises plain exceptions for unsupported roles
-                continue
+            except Exception as exc:  # noqa: BLE001 - jinja raises plain exceptions for unsupported roles
+                last = exc  # the next layout is tried; if none works, strict raises, else said below
+        if strict_default() and last is not None:
+            raise last
+        logger.warning("the model's chat template rejected both prompt layouts (%s); using the bare prompt", last)
     return f"{SYSTEM_PROMPT}\n\n{user}\n"
 
 

@@ -324,7 +324,7 @@ def _init_worker() -> None:
 def _work(spec: EpisodeSpec) -> tuple[str, dict[str, Any] | None, str | None]:
     try:
         return spec.key, run_episode(spec), None
-    except Exception as exc:
+    except Exception as exc:  # not swallowed: logged with its traceback, listed in RESULTS.md, and `bench` exits 1
         logger.exception("episode %s failed", spec.key)
         return spec.key, None, f"{type(exc).__name__}: {exc}"
 

@@ -9,6 +9,7 @@ through this one class, and users bring their own sweep tables with :meth:`Tabul
 from __future__ import annotations
 
 import csv
+import logging
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -18,9 +19,12 @@ from typing import Any, Literal
 
 import numpy as np
 
-from autollm_sampler._io import parse_csv_value, parse_number
+from autollm_sampler._io import parse_csv_value, parse_number, short_repr
+from autollm_sampler._strict import strict_default
 from autollm_sampler.exceptions import InvalidSpaceError
 from autollm_sampler.space import CategoricalParam, SearchSpace, SimplexParam, project_unit
+
+logger = logging.getLogger(__name__)
 
 __all__ = ["Cell", "TaskMetadata", "TabularTask", "SCHEMA_VERSION"]
 
@@ -137,11 +141,16 @@ class Cell:
             return idx, True
         try:
             u = self.space.to_unit(self.space.validate_params(params, partial=True) | _fill(self, params))
-        except Exception:
+        except (KeyError, TypeError, ValueError):  # InvalidTrialError is a ValueError
             # off-grid numbers, unknown names, partial mixtures: carry the values by name and magnitude
             try:
                 u = project_unit(params, None, self.space)
-            except Exception:
+            except (KeyError, TypeError, ValueError) as exc:
+                # nothing readable: strict mode (tests, benchmark) raises; otherwise the centre row, said loudly
+                if strict_default():
+                    raise
+                logger.warning("cell %r: proposal %s cannot be placed (%s); snapped from the centre of the space",
+                               self.name, short_repr(dict(params), 200), exc)
                 u = np.full(self.space.width, 0.5)
         return int(np.argmin(np.sum((self.unit - u) ** 2, axis=1))), False
 

@@ -180,3 +180,20 @@ def test_register_overwrite_rebuilds_the_task(monkeypatch: pytest.MonkeyPatch) -
     gym.register(gym.TaskSpec("swap-v1", builder(5.0), "swap", "second", needs_raw=False), overwrite=True)  # type: ignore[arg-type]
     assert gym.make("swap-v1").cell("n=2").optimum == pytest.approx(5.05)
     assert gym.make_env("swap-v1", target="n=2").target.optimum == pytest.approx(5.05)
+
+
+def test_snap_of_an_unreadable_proposal_raises_in_strict_mode_and_warns_otherwise(
+        monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    from autollm_sampler._strict import STRICT_ENV
+    from autollm_sampler.exceptions import InvalidTrialError
+
+    cols = {"lr": [1e-3, 1e-2, 1e-3, 1e-2], "n": [1, 1, 2, 2], "loss": [3.0, 2.9, 2.5, 2.6]}
+    cell = gym.TabularTask.from_table(cols, params=["lr"], fidelity=["n"], objective="loss", cost=lambda r: r["n"]).cells[1]
+    assert cell.snap({"lr": 0.0011}) == (0, False)  # off the table but readable: the nearest row
+    monkeypatch.setenv(STRICT_ENV, "1")
+    with pytest.raises(InvalidTrialError, match="'lr'"):
+        cell.snap({"lr": [1, 2]})
+    monkeypatch.setenv(STRICT_ENV, "0")
+    with caplog.at_level("WARNING", logger="autollm_sampler.gym._table"):
+        idx, exact = cell.snap({"lr": [1, 2]})
+    assert not exact and 0 <= idx < 2 and "cannot be placed" in caplog.text
