@@ -33,7 +33,7 @@ import numpy as np
 from autollm_sampler.benchmark._candidates import candidate_index, resolve_proposal
 from autollm_sampler.benchmark._methods import DEFAULT_METHODS, make_policy, method_spec
 from autollm_sampler.benchmark._policies import BenchPolicy
-from autollm_sampler.exceptions import ConfigError
+from autollm_sampler.exceptions import ConfigError, RawDataError
 from autollm_sampler.gym import LLMConfigEnv, Observation, TabularTask, experiments, list_ids, make, registry
 from autollm_sampler.history import Trial
 
@@ -151,9 +151,10 @@ def _resolve_tasks(families: Sequence[str] | None, skipped: list[Skip]) -> dict[
     for tid in ids:
         try:
             task = make(tid)
-        except Exception as exc:  # raw data missing, recipe not finished ...
+        except (RawDataError, ImportError) as exc:  # raw data not here, an optional dependency missing
             skipped.append(Skip("*", tid, f"task could not be built: {type(exc).__name__}: {exc}"))
             continue
+        # any other error building a task is a bug in its recipe: it fails the benchmark (not a skip line)
         if not experiments(task, "test"):
             skipped.append(Skip("*", tid, "task has no test experiments"))
             continue
