@@ -15,6 +15,7 @@ One place for the rules every reader follows (the history files, the CLI's space
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -177,3 +178,12 @@ def parse_csv_value(raw: str) -> Any:
     if _FLOAT.match(s) or _SPECIAL.match(s):
         return float(s)
     return s
+
+
+def sha256_of(path: str | os.PathLike[str]) -> str:
+    """The sha256 hex digest of a file, read in 1 MiB chunks (raw tables, checkpoints, agent folders)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()

@@ -19,7 +19,6 @@ transformers and peft.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import math
@@ -32,6 +31,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from autollm_sampler._io import sha256_of
 from autollm_sampler._strict import strict_default
 from autollm_sampler.agent._base import Agent, Proposal
 from autollm_sampler.agent._classical import config_key_or_none, tried_keys
@@ -139,7 +139,7 @@ def write_llm_checkpoint(folder: str | os.PathLike[str], *, base: str | os.PathL
     }
     (out / LLM_AGENT_FILE).write_text(json.dumps(spec, indent=1, default=str))
     files = _llm_files(out, base_dir.resolve(), None if adapter is None else Path(adapter).resolve())
-    manifest = {"files": {name: _sha256(f) for name, f in files.items()}}
+    manifest = {"files": {name: sha256_of(f) for name, f in files.items()}}
     (out / LLM_MANIFEST).write_text(json.dumps(manifest, indent=1))
     return out
 
@@ -160,14 +160,6 @@ def _llm_files(folder: Path, base: Path, adapter: Path | None) -> dict[str, Path
             if name != LLM_MANIFEST:
                 found[name] = f
     return found
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _verify_llm_folder(folder: Path, base: Path, adapter: Path | None) -> None:
@@ -200,7 +192,7 @@ def _verify_llm_folder(folder: Path, base: Path, adapter: Path | None) -> None:
                                   "model or its adapter); the checkpoint is incomplete")
         if not isinstance(digest, str) or len(digest) != 64 or not set(digest.lower()) <= set("0123456789abcdef"):
             raise CheckpointError(f"{where}: the sha256 of {name} must be 64 hexadecimal digits, got {digest!r}")
-        got = _sha256(path)
+        got = sha256_of(path)
         if got != digest.lower():
             raise CheckpointError(f"{path} has sha256 {got[:12]}..., {LLM_MANIFEST} says {digest[:12]}...; "
                                   "the checkpoint is corrupt")

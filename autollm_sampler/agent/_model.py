@@ -31,7 +31,6 @@ Example:
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import math
@@ -44,6 +43,7 @@ from typing import Any
 
 import numpy as np
 
+from autollm_sampler._io import sha256_of
 from autollm_sampler.agent._adapt import correct, evidence, select, thin
 from autollm_sampler.agent._base import Agent, Proposal
 from autollm_sampler.agent._classical import tried_configs, tried_keys
@@ -283,7 +283,7 @@ class TransformerAgent(Agent):
         save_file(weights, str(out / "model.safetensors"))
         (out / "config.json").write_text(json.dumps({"format_version": FORMAT_VERSION, "model": asdict(self.cfg)}, indent=1))
         meta = {**self.meta, **(extra_meta or {})}
-        files = {n: _sha256(out / n) for n in _READ_FILES}
+        files = {n: sha256_of(out / n) for n in _READ_FILES}
         (out / _MANIFEST).write_text(json.dumps({"files": files, "meta": meta}, indent=1, default=str))
         return out
 
@@ -520,14 +520,6 @@ _CFG_RANGES = {
 }
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def _read_json(path: Path) -> Any:
     try:
         return json.loads(path.read_text(encoding="utf-8"))
@@ -556,7 +548,7 @@ def _verify_files(p: Path, manifest: Mapping[str, Any]) -> None:
             raise CheckpointError(f"{where}: the sha256 of {name} must be 64 hexadecimal digits, got {digest!r}")
         if not (p / name).is_file():
             raise CheckpointError(f"{where} lists {name}, which is missing from {str(p)!r}; the checkpoint is incomplete")
-        got = _sha256(p / name)
+        got = sha256_of(p / name)
         if got != digest.lower():
             raise CheckpointError(f"{p / name} has sha256 {got[:12]}..., the manifest says {digest[:12]}...; the checkpoint is corrupt")
 

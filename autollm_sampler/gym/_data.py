@@ -12,7 +12,6 @@ Each file lives in ``<raw_dir>/<source>/<name>`` and is checked against its pinn
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -25,6 +24,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from autollm_sampler._io import sha256_of
 from autollm_sampler.exceptions import RawDataError
 
 __all__ = [
@@ -107,14 +107,6 @@ def resolve_raw_dir(raw_dir: str | os.PathLike[str] | None = None) -> Path:
     if env:
         return Path(env)
     return default_cache_dir()
-
-
-def sha256_of(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 @lru_cache(maxsize=64)
