@@ -260,10 +260,7 @@ class FloatParam(_ParamBase):
         if self.high == self.low or (self.log and math.log(self.high) == math.log(self.low)):
             return np.full(len(v), 0.5)
         if self.log:
-            if not np.all(v > 0):
-                return None
-            lo, hi = math.log(self.low), math.log(self.high)
-            return np.clip((np.log(v) - lo) / (hi - lo), 0.0, 1.0)
+            return _log_unit_array(v, self.low, self.high)
         span = self.high - self.low
         if not math.isfinite(span) or not np.all(np.isfinite(v)):
             return None
@@ -378,10 +375,7 @@ class IntParam(_ParamBase):
         if self.high == self.low:
             return np.full(len(v), 0.5)
         if self.log:
-            if not np.all(v > 0):
-                return None
-            lo, hi = math.log(self.low), math.log(self.high)
-            return np.clip((np.log(v) - lo) / (hi - lo), 0.0, 1.0)
+            return _log_unit_array(v, self.low, self.high)
         if max(abs(self.low), abs(self.high)) >= 2**53 or not np.all(np.isfinite(v)):
             return None
         return np.clip((v - self.low) / (self.high - self.low), 0.0, 1.0)
@@ -398,6 +392,15 @@ class IntParam(_ParamBase):
 
     def sample(self, rng: np.random.Generator) -> int:
         return self.from_unit([rng.random()])
+
+
+def _log_unit_array(v: np.ndarray, low: float, high: float) -> np.ndarray | None:
+    """Positions of ``v`` on the log axis ``[low, high]``, clipped to ``[0, 1]``; ``None`` when a value is not
+    positive (the scalar path then raises, as ``math.log`` does)."""
+    if not np.all(v > 0):
+        return None
+    lo, hi = math.log(low), math.log(high)
+    return np.clip((np.log(v) - lo) / (hi - lo), 0.0, 1.0)  # type: ignore[no-any-return]
 
 
 def _clip01(x: float) -> float:

@@ -93,25 +93,24 @@ def random_proposals(
         while len(out) < n and candidates:
             out.append(dict(candidates[int(rng.integers(len(candidates)))]))
         return out
-    for _ in range(max(50 * n, 100)):
-        c = space.sample(rng)
+    _take_unseen((space.sample(rng) for _ in range(max(50 * n, 100))), space, seen, out, n)
+    if len(out) < n:  # a finite space with few untried configurations left: random draws miss them
+        _take_unseen(grid_configs(space, rng), space, seen, out, n)
+    while len(out) < n:
+        out.append(space.sample(rng))
+    return out
+
+
+def _take_unseen(configs: Iterable[dict[str, Any]], space: SearchSpace, seen: set[Any], out: list[dict[str, Any]],
+                 n: int) -> None:
+    """Append configurations whose key is not in ``seen`` to ``out`` (updating ``seen``) until it holds ``n``."""
+    for c in configs:
         k = space.config_key(c)
         if k not in seen:
             out.append(c)
             seen.add(k)
-        if len(out) == n:
-            break
-    if len(out) < n:  # a finite space with few untried configurations left: random draws miss them
-        for c in grid_configs(space, rng):
-            k = space.config_key(c)
-            if k not in seen:
-                out.append(c)
-                seen.add(k)
-                if len(out) == n:
-                    break
-    while len(out) < n:
-        out.append(space.sample(rng))
-    return out
+            if len(out) >= n:  # checked before the next draw, so the random stream is consumed as before
+                return
 
 
 def _grid_values(p: Any) -> list[Any]:
