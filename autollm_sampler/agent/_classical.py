@@ -19,7 +19,7 @@ from autollm_sampler.history import History, Trial, fidelity_key
 from autollm_sampler.space import SearchSpace, project_unit
 from autollm_sampler.strategies import nearest_cell, random_proposals, transfer_proposals
 
-__all__ = ["ClassicalAgent", "config_key_or_none", "tried_configs", "tried_keys"]
+__all__ = ["ClassicalAgent", "config_key_or_none", "tried_keys", "tried_units", "valid_units"]
 
 
 def config_key_or_none(space: SearchSpace, params: Mapping[str, Any]) -> tuple[Any, ...] | None:
@@ -30,27 +30,34 @@ def config_key_or_none(space: SearchSpace, params: Mapping[str, Any]) -> tuple[A
         return None
 
 
-def tried_configs(history: History, space: SearchSpace, target: Mapping[str, float],
-                  pending: Sequence[Mapping[str, Any]], *, complete_only: bool = False) -> list[Mapping[str, Any]]:
-    """Configurations already run (or running, unless ``complete_only``) at the target fidelity, plus ``pending``;
-    only those that are whole configurations of ``space`` (valid for :meth:`SearchSpace.to_unit`)."""
+def valid_units(space: SearchSpace, configs: Sequence[Mapping[str, Any]]) -> tuple[list[int], np.ndarray]:
+    """Indices and unit points of the configurations that are whole configurations of ``space`` (valid for
+    :meth:`SearchSpace.to_unit`); the others are skipped. All are mapped at once; row by row only when one
+    of them is not a configuration."""
+    if not configs:
+        return [], np.zeros((0, space.width))
+    try:
+        return list(range(len(configs))), space.to_unit_many(configs)
+    except (KeyError, TypeError, ValueError):  # InvalidTrialError is a ValueError
+        pass
+    ok, rows = [], []
+    for i, c in enumerate(configs):
+        try:
+            rows.append(space.to_unit(c))
+        except (KeyError, TypeError, ValueError):
+            continue
+        ok.append(i)
+    return ok, (np.stack(rows) if rows else np.zeros((0, space.width)))
+
+
+def tried_units(history: History, space: SearchSpace, target: Mapping[str, float],
+                pending: Sequence[Mapping[str, Any]], *, complete_only: bool = False) -> np.ndarray:
+    """Unit points of the configurations already run (or running, unless ``complete_only``) at the target
+    fidelity, plus ``pending``; only those that are whole configurations of ``space``."""
     tkey = fidelity_key(target)
     configs = [t.params for t in history.trials
                if (fidelity_key(t.fidelity) == tkey or not t.fidelity) and (t.state == "complete" or not complete_only)]
-    allc = [*configs, *pending]
-    try:
-        space.to_unit_many(allc)  # all at once; row by row only when one is not a configuration
-        return allc
-    except (KeyError, TypeError, ValueError):  # InvalidTrialError is a ValueError
-        pass
-    out = []
-    for c in allc:
-        try:
-            space.to_unit(c)
-        except (KeyError, TypeError, ValueError):
-            continue
-        out.append(c)
-    return out
+    return valid_units(space, [*configs, *pending])[1]
 
 
 def tried_keys(history: History, space: SearchSpace, target: Mapping[str, float], pending: Sequence[Mapping[str, Any]],

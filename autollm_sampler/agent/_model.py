@@ -46,7 +46,7 @@ import numpy as np
 from autollm_sampler._io import sha256_of
 from autollm_sampler.agent._adapt import correct, evidence, select, thin
 from autollm_sampler.agent._base import Agent, Proposal
-from autollm_sampler.agent._classical import tried_configs, tried_keys
+from autollm_sampler.agent._classical import tried_keys, tried_units, valid_units
 from autollm_sampler.agent._features import D_MAX, F_AX, N_CH, N_SCAL, Encoded, encode, with_queries
 from autollm_sampler.agent._numpy_net import NumpyPolicyNet
 from autollm_sampler.agent._rationale import explain_choice, model_rationale  # noqa: F401  (explain_choice: re-exported)
@@ -84,24 +84,6 @@ class AgentModelConfig:
             )
         if not 1 <= self.max_params <= D_MAX:
             raise ValueError(f"max_params must be in [1, {D_MAX}], got {self.max_params}")
-
-
-def _units_or_skip(space: SearchSpace, configs: Sequence[Mapping[str, Any]]) -> tuple[list[int], np.ndarray]:
-    """Unit points of the configurations that are whole configurations of ``space`` (others are skipped)."""
-    if not configs:
-        return [], np.zeros((0, space.width))
-    try:
-        return list(range(len(configs))), space.to_unit_many(configs)
-    except (KeyError, TypeError, ValueError):
-        pass
-    ok, rows = [], []
-    for i, c in enumerate(configs):
-        try:
-            rows.append(space.to_unit(c))
-        except (KeyError, TypeError, ValueError):
-            continue
-        ok.append(i)
-    return ok, (np.stack(rows) if rows else np.zeros((0, space.width)))
 
 
 def unit_keys(units: np.ndarray) -> np.ndarray:
@@ -412,8 +394,7 @@ class TransformerAgent(Agent):
         else:  # generated candidates: compared with the tried configurations in the unit cube, no dicts
             configs = None
             units = self.candidates(base, space, history, rng)
-            tried = tried_configs(history, space, target, pending)
-            seen = set(unit_keys(space.to_unit_many(tried)).tolist()) if tried else set()
+            seen = set(unit_keys(tried_units(history, space, target, pending)).tolist())
             untried = [i for i, k in enumerate(unit_keys(units).tolist()) if k not in seen]
             if not untried:  # a finite space whose generated candidates were all tried: look at its grid
                 grid = _untried_grid(space, seen, rng)
@@ -459,12 +440,12 @@ class TransformerAgent(Agent):
             else:
                 failed_c.append(t.params)
         W = space.width
-        done_ok, du = _units_or_skip(space, done_c)
+        done_ok, du = valid_units(space, done_c)
         done_y = [done_y[i] for i in done_ok]
-        failed_ok, fu = _units_or_skip(space, failed_c)
+        failed_ok, fu = valid_units(space, failed_c)
         failed_u = list(fu)
         ran = set(unit_keys(np.concatenate([du, fu])).tolist())
-        _, pu = _units_or_skip(space, list(pending))
+        _, pu = valid_units(space, list(pending))
         pending_units = pu[[k not in ran for k in unit_keys(pu).tolist()]] if len(pu) else np.zeros((0, W))
         done_u = list(du)
         pend = list(pending_units)
