@@ -439,21 +439,17 @@ class TransformerAgent(Agent):
                 done_y.append(float(t.value))
             else:
                 failed_c.append(t.params)
-        W = space.width
         done_ok, du = valid_units(space, done_c)
         done_y = [done_y[i] for i in done_ok]
-        failed_ok, fu = valid_units(space, failed_c)
-        failed_u = list(fu)
+        _, fu = valid_units(space, failed_c)
         ran = set(unit_keys(np.concatenate([du, fu])).tolist())
         _, pu = valid_units(space, list(pending))
-        pending_units = pu[[k not in ran for k in unit_keys(pu).tolist()]] if len(pu) else np.zeros((0, W))
-        done_u = list(du)
-        pend = list(pending_units)
-        if not done_u and not failed_u and not pend and n == 1:
+        pending_units = pu[[k not in ran for k in unit_keys(pu).tolist()]] if len(pu) else pu
+        if not len(du) and not len(fu) and not len(pending_units) and n == 1:
             return value, std, self._select(score, n, np.random.default_rng(0))
         sign = space.sign
         # split off diverged runs and thin to the GP's budget first, so only the runs it reads are scored
-        ev = thin(evidence(du, sign * np.asarray(done_y, float), np.zeros(len(du)), failed_u))
+        ev = thin(evidence(du, sign * np.asarray(done_y, float), np.zeros(len(du)), list(fu)))
         if len(ev.units):
             ev.mu = sign * self.score(history, space, target, ev.units, base=base)[2]
         mu_c, sd_c = correct(sign * value, std, units, ev)
