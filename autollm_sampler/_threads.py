@@ -27,9 +27,7 @@ __all__ = ["one_blas_thread"]
 _lock = threading.Lock()
 _depth = 0
 _active: Any = None  # the threadpoolctl limit object of the outermost block
-_controller: Any = None  # built once: inspecting the loaded libraries costs about a millisecond
-
-
+_controller: Any = None  # inspecting the loaded libraries costs about a millisecond: kept between blocks
 _controller_modules = -1  # len(sys.modules) when the controller was built
 
 

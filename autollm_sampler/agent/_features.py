@@ -388,11 +388,9 @@ def with_queries(base: Encoded, queries: np.ndarray) -> Encoded:
             tu = base.tried_units
             sq = (qu**2).sum(1)[:, None] + (tu**2).sum(1)[None, :] - 2.0 * (qu @ tu.T)
             dt = np.maximum(sq.min(axis=1), 0.0) / base.width
-            exact = np.zeros(Q, bool)  # a query on a tried point: exact test where the product rounds
-            close = dt < 1e-9
-            if close.any():
-                exact[close] = [bool(np.any(np.all(tu == q, axis=1))) for q in qu[close]]
-                dt = np.where(close & exact, 0.0, dt)
+            for i in np.flatnonzero(dt < 1e-9):  # a query on a tried point is exactly 0 (the product rounds)
+                if np.any(np.all(tu == qu[i], axis=1)):
+                    dt[i] = 0.0
         else:
             dt = np.ones(Q)
         q_scal[:, 0] = 1.0
