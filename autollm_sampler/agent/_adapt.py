@@ -32,6 +32,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from autollm_sampler.agent._features import mean_sqdist
 from autollm_sampler.agent._numpy_net import _erf
 
 __all__ = ["ADAPT_SPEC", "TargetEvidence", "correct", "evidence", "failure_prob", "select", "thin"]
@@ -73,12 +74,6 @@ def diverged_mask(y: np.ndarray) -> np.ndarray:
     return y > med + ADAPT_SPEC["diverged_iqr"] * iqr + 1e-12  # type: ignore[no-any-return]
 
 
-def _sqdist(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    w = max(a.shape[1], 1)
-    d = (a * a).sum(1)[:, None] + (b * b).sum(1)[None, :] - 2 * a @ b.T
-    return np.maximum(d, 0.0) / w  # type: ignore[no-any-return]
-
-
 def correct(mu: np.ndarray, sigma: np.ndarray, units: np.ndarray, ev: TargetEvidence) -> tuple[np.ndarray, np.ndarray]:
     """Corrected mean and standard deviation of candidates (minimisation sign) given the target runs."""
     if len(ev.y) == 0:
@@ -93,8 +88,8 @@ def correct(mu: np.ndarray, sigma: np.ndarray, units: np.ndarray, ev: TargetEvid
     amp = max(float(np.var(r - shift)) if m > 1 else 0.0, (0.5 * scale) ** 2)
     noise = (ADAPT_SPEC["noise_frac"] * scale) ** 2
     ls2 = ADAPT_SPEC["length_scale"] ** 2
-    K = amp * np.exp(-_sqdist(ev.units, ev.units) / (2 * ls2)) + noise * np.eye(m)
-    Ks = amp * np.exp(-_sqdist(units, ev.units) / (2 * ls2))
+    K = amp * np.exp(-mean_sqdist(ev.units, ev.units) / (2 * ls2)) + noise * np.eye(m)
+    Ks = amp * np.exp(-mean_sqdist(units, ev.units) / (2 * ls2))
     L = np.linalg.cholesky(K + 1e-12 * np.eye(m))
     alpha = np.linalg.solve(L.T, np.linalg.solve(L, r - shift))
     v = np.linalg.solve(L, Ks.T)
@@ -123,7 +118,7 @@ def failure_prob(units: np.ndarray, ev: TargetEvidence) -> np.ndarray:
     """Chance that a candidate fails, from its distance to the nearest failed or diverged target run."""
     if len(ev.bad_units) == 0:
         return np.zeros(len(units))
-    d2 = _sqdist(units, ev.bad_units).min(axis=1)
+    d2 = mean_sqdist(units, ev.bad_units).min(axis=1)
     return np.exp(-d2 / (2 * ADAPT_SPEC["fail_radius"] ** 2))  # type: ignore[no-any-return]
 
 
@@ -157,7 +152,7 @@ def select(score: np.ndarray, mu: np.ndarray, sigma: np.ndarray, units: np.ndarr
     for _ in range(min(n, len(score))):
         acq = base.copy()
         if taken:
-            d2 = _sqdist(units, np.concatenate(taken)).min(axis=1)
+            d2 = mean_sqdist(units, np.concatenate(taken)).min(axis=1)
             acq = acq + np.log(np.maximum(1.0 - np.exp(-d2 / (2 * r2)), 1e-12))
         if picks:
             acq[picks] = -np.inf

@@ -373,6 +373,14 @@ def _dims(u: np.ndarray, extrap: np.ndarray, near: np.ndarray, best_t: np.ndarra
     return np.stack([u, d_e, 4 * d_e**2, d_n, 4 * d_n**2, d_b, 4 * d_b**2, np.ones_like(u)], axis=-1)
 
 
+def mean_sqdist(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Mean squared coordinate distance between every row of ``a`` and of ``b`` (``[len(a), len(b)]``), by
+    ``|a|^2 + |b|^2 - 2 a.b`` (one matrix product, not an ``A x B x W`` array), never below 0."""
+    w = max(a.shape[1], 1)
+    d = (a * a).sum(1)[:, None] + (b * b).sum(1)[None, :] - 2 * a @ b.T
+    return np.maximum(d, 0.0) / w  # type: ignore[no-any-return]
+
+
 def with_queries(base: Encoded, queries: np.ndarray) -> Encoded:
     """A copy of an encoded state with new query points (``[Q, W]`` in the unit cube)."""
     qu = np.asarray(queries, dtype=float).reshape(-1, base.width)
@@ -384,10 +392,9 @@ def with_queries(base: Encoded, queries: np.ndarray) -> Encoded:
         de = np.mean((qu - base.extrap) ** 2, axis=1)
         dn = np.mean((qu - base.near) ** 2, axis=1)
         db = np.mean((qu - base.best_t) ** 2, axis=1)
-        if n_target:  # squared distances by |q|^2 + |t|^2 - 2 q.t (one matrix product, not a Q x T x W array)
+        if n_target:
             tu = base.tried_units
-            sq = (qu**2).sum(1)[:, None] + (tu**2).sum(1)[None, :] - 2.0 * (qu @ tu.T)
-            dt = np.maximum(sq.min(axis=1), 0.0) / base.width
+            dt = mean_sqdist(qu, tu).min(axis=1)
             for i in np.flatnonzero(dt < 1e-9):  # a query on a tried point is exactly 0 (the product rounds)
                 if np.any(np.all(tu == qu[i], axis=1)):
                     dt[i] = 0.0
