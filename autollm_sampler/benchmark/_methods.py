@@ -89,10 +89,11 @@ class MethodSpec:
         return None
 
 
-def _agent_spec(name: str, agent: str, description: str, *, use_history: bool = True) -> MethodSpec:
+def _agent_spec(name: str, agent: str, description: str, *, use_history: bool = True,
+                adapt: bool = True) -> MethodSpec:
     return MethodSpec(
         name, description, ("A", "B"), False, use_history,
-        lambda: AgentPolicy(agent_name=agent, use_history=use_history, name=name), agent=agent,
+        lambda: AgentPolicy(agent_name=agent, use_history=use_history, name=name, adapt=adapt), agent=agent,
     )
 
 
@@ -125,6 +126,8 @@ METHODS: dict[str, MethodSpec] = {
         _agent_spec("agent-distilled", str(DISTILLED_CHECKPOINT), "the agent after distillation only (no RL)"),
         _agent_spec("agent-nohist", "default", "the trained agent without low-fidelity history",
                     use_history=False),
+        _agent_spec("agent-noadapt", "default", "the trained agent without the in-context adaptation step "
+                    "(agent/_adapt.py; ablation)", adapt=False),
         MethodSpec("agent-extrap", "the agent's extrapolated optimum, nearest untried candidate, no model "
                    "(ablation)", ("A", "B"), True, True, ExtrapolatedSearch),
     ]
@@ -133,7 +136,7 @@ METHODS: dict[str, MethodSpec] = {
 #: Every method, in table order (``agent-llm`` runs only where a text-LLM checkpoint is configured).
 DEFAULT_METHODS: tuple[str, ...] = (*METHODS, "agent-llm")
 #: The agent and its ablations (excluded when picking "the best baseline").
-AGENT_METHODS = frozenset({"agent", "agent-distilled", "agent-nohist", "agent-extrap", "agent-llm"})
+AGENT_METHODS = frozenset({"agent", "agent-distilled", "agent-nohist", "agent-noadapt", "agent-extrap", "agent-llm"})
 
 
 def method_spec(name: str) -> MethodSpec:

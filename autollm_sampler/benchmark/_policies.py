@@ -274,9 +274,12 @@ class AgentPolicy(_CellProposer):
     """
 
     def __init__(self, *, agent: Any = None, agent_name: str = "default", use_history: bool = True,
-                 name: str = "agent", seed: int | None = None) -> None:
+                 name: str = "agent", seed: int | None = None, adapt: bool = True) -> None:
         super().__init__(seed=seed)
         self._agent = agent
+        #: ``False``: the agent's in-context adaptation step is off for this policy's proposals (the ablation);
+        #: set on each call, because agents are shared between the methods of one worker process
+        self.adapt = adapt
         self.agent_name = agent_name
         self.use_history = use_history
         self.uses_history = use_history
@@ -294,7 +297,12 @@ class AgentPolicy(_CellProposer):
         hist = obs.history if self.use_history else target_only_history(obs)
         cands = obs.candidates_by_cell[cell]
         pending = [cands[i] for i in sorted(_tried_rows(obs, cell))]
-        props = self.agent.propose(hist, obs.spaces[cell], cell_info(obs, cell).fidelity, n=1,
+        agent = self.agent
+        if hasattr(agent, "adapt"):
+            agent.adapt = self.adapt
+        elif not self.adapt:
+            raise TypeError(f"agent {type(agent).__name__} has no adaptation step to switch off")
+        props = agent.propose(hist, obs.spaces[cell], cell_info(obs, cell).fidelity, n=1,
                                    seed=self._step_seed(obs), candidates=cands, pending=pending)
         self.fallbacks += sum(p.source == "fallback" for p in props)
         return dict(props[0].params)

@@ -525,10 +525,14 @@ def _record(task: UserTask, method: str, seed: int, q: int, steps: list[Step], w
 
 
 def run_suite(seeds: int, methods: Sequence[str], families: Sequence[str], *, progress: bool = True,
-              parallel: Sequence[str] = ("agent",)) -> list[dict[str, Any]]:
-    """Every (family, task seed, method) episode, sequential; plus q = 4 episodes of ``parallel`` methods."""
-    jobs = [(f, s, m, 1) for f in families for s in range(seeds) for m in methods]
-    jobs += [(f, s, m, 4) for f in families for s in range(seeds) for m in parallel if m in methods]
+              parallel: Sequence[str] = ("agent",), seed_start: int = 0) -> list[dict[str, Any]]:
+    """Every (family, task seed, method) episode, sequential; plus q = 4 episodes of ``parallel`` methods.
+
+    Task seeds are ``seed_start .. seed_start + seeds - 1`` (the report uses 0-19; constants are chosen on
+    100 and up)."""
+    span = range(seed_start, seed_start + seeds)
+    jobs = [(f, s, m, 1) for f in families for s in span for m in methods]
+    jobs += [(f, s, m, 4) for f in families for s in span for m in parallel if m in methods]
     bar: Any = None
     if progress:
         from tqdm import tqdm
@@ -607,14 +611,18 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help=f"methods (default all: {', '.join(METHODS)})")
     parser.add_argument("--families", nargs="+", default=list(FAMILIES), choices=FAMILIES, metavar="FAMILY",
                         help=f"families (default all: {', '.join(FAMILIES)})")
+    parser.add_argument("--seed-start", type=int, default=0,
+                        help="first task seed (default 0: the reported seeds 0-19; validation work uses 100 and up)")
     parser.add_argument("--out", default=None, help="folder for RESULTS.md and episodes.csv (default: print only)")
     args = parser.parse_args(argv)
     if args.seeds < 1:
         parser.error("--seeds must be >= 1")
+    if args.seed_start < 0:
+        parser.error("--seed-start must be >= 0")
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     t0 = time.perf_counter()
-    rows = run_suite(args.seeds, args.methods, args.families)
+    rows = run_suite(args.seeds, args.methods, args.families, seed_start=args.seed_start)
     command = "python -m autollm_sampler.benchmark.userobj " + " ".join(sys.argv[1:] if argv is None else argv)
     text = report(rows, command=command.strip(), elapsed=time.perf_counter() - t0)
     print(text)

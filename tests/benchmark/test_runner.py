@@ -148,3 +148,24 @@ def test_fallbacks_are_counted_per_episode_and_reported() -> None:
     assert ok["fallbacks"] == 0
     rows = [episode_metrics(fell), episode_metrics(ok), episode_metrics({**ok, "method": "old"} | {"fallbacks": None})]
     assert fallback_lines(rows) == ["agent: 3 of 6 proposals fell back", "old: not counted"]
+
+
+def test_the_noadapt_ablation_switches_the_adaptation_off_per_policy() -> None:
+    from autollm_sampler.agent._classical import ClassicalAgent
+    from autollm_sampler.benchmark._methods import AGENT_METHODS, METHODS, make_policy
+    from autollm_sampler.benchmark._policies import AgentPolicy
+
+    assert "agent-noadapt" in METHODS and "agent-noadapt" in AGENT_METHODS
+    task = gym.make("steplaw-moe-v1")
+    exp = gym.experiments(task, "test")[0]
+    spec = EpisodeSpec("A", "full", task.id, "steplaw-moe", exp.target, exp.history_cells, "agent", 0, 4)
+    plain = make_policy("agent-noadapt")
+    full = make_policy("agent")
+    assert plain.adapt is False and full.adapt is True
+    a = run_episode(spec, plain)
+    assert plain.agent.adapt is False  # set on the shared agent before each proposal
+    b = run_episode(spec, full)
+    assert full.agent.adapt is True and a["fallbacks"] == b["fallbacks"] == 0
+    # an agent without an adaptation step cannot run the ablation: said, not ignored
+    with pytest.raises(TypeError, match="no adaptation step"):
+        run_episode(spec, AgentPolicy(agent=ClassicalAgent(), name="x", adapt=False))

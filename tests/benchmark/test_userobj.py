@@ -70,3 +70,9 @@ def test_report_renders_every_figure() -> None:
     rows = [u.run_episode(u.make_task("saturating", s), m, s, k=10) for s in range(2) for m in ("random", "classical")]
     text = u.report(rows, command="test", elapsed=1.0)
     assert "## all families" in text and "| classical |" in text and "80% coverage" in text
+
+
+def test_seed_start_moves_the_task_seeds() -> None:
+    rows = u.run_suite(1, ["random"], ["saturating"], progress=False, parallel=(), seed_start=7)
+    assert [r["seed"] for r in rows] == [7]
+    assert rows[0]["gap_k10"] == u.run_episode(u.make_task("saturating", 7), "random", 7, k=10)["gap_k10"]
