@@ -39,6 +39,7 @@ __all__ = [
     "Encoded",
     "CellSummary",
     "encode",
+    "feature_spec",
     "with_queries",
 ]
 
@@ -48,6 +49,28 @@ C_MAX = 64  #: context tokens after summarising
 N_CH = 8  #: per-dimension channels
 N_SCAL = 24  #: scalar features per token
 _ROLE_INDEX = {r: i for i, r in enumerate(ROLES)}
+
+#: name and version of what the network reads; a checkpoint records :func:`feature_spec` in its config.json
+#: and is refused by a library whose spec differs (bump the version with any change to the tokens)
+FEATURE_SPEC_NAME = "autollm-tokens"
+FEATURE_SPEC_VERSION = 1
+#: the per-dimension channels of a token, in slot order (see :func:`_dims`)
+CHANNELS: tuple[str, ...] = (
+    "unit", "to_extrap", "to_extrap_sq", "to_near", "to_near_sq", "to_best_target", "to_best_target_sq", "present",
+)
+#: the scalar features of a token, in slot order: 0-15 describe a context trial, 16-23 a query candidate
+SCALARS: tuple[str, ...] = (
+    "is_query", "at_target", "failed", "log_cost_ratio", "delta_0", "delta_1", "delta_2", "delta_3",
+    "fidelity_distance", "cell_rank", "cell_z", "target_gap", "is_context", "in_nearest_cell", "log_cell_runs",
+    "reserved",
+    "dist_extrap", "dist_near", "dist_best_target", "dist_tried", "has_target_runs", "log_target_runs",
+    "cheap_cells", "on_tried_point",
+)
+_S = {n: i for i, n in enumerate(SCALARS)}
+#: temperature of the rank softmax that gives a cell's soft optimum
+SOFT_OPT_TEMPERATURE = 0.08
+#: ridge penalty of the fidelity slopes in the extrapolation of per-cell optima (the intercept gets 1e-6)
+RIDGE_PENALTY = 0.05
 
 
 @dataclass
@@ -126,7 +149,7 @@ def _cell_stats(loss: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _soft_opt(units: np.ndarray, rank: np.ndarray) -> np.ndarray:
-    w = np.exp(-rank / 0.08)
+    w = np.exp(-rank / SOFT_OPT_TEMPERATURE)
     w /= w.sum()
     return (w[:, None] * units).sum(axis=0)  # type: ignore[no-any-return]
 
@@ -194,7 +217,7 @@ def _ridge_extrapolate(cheap: list[CellSummary], width: int) -> np.ndarray:
         return Y.mean(axis=0)  # type: ignore[no-any-return]
     wts = np.array([math.sqrt(c.n) for c in cheap])
     A = np.hstack([np.ones((len(cheap), 1)), X])
-    lam = np.diag([1e-6] + [0.05] * X.shape[1])
+    lam = np.diag([1e-6] + [RIDGE_PENALTY] * X.shape[1])
     Aw = A * wts[:, None]
     coef = np.linalg.solve(Aw.T @ A + lam * wts.sum(), Aw.T @ Y)
     pred = coef[0]  # at delta = 0
@@ -339,13 +362,17 @@ def encode(
         y_t = 0.0
         if is_tgt[i] and best_target_loss is not None and not failed[i]:
             y_t = float(np.arcsinh((loss[i] - best_target_loss) / scale))
-        ctx_scal[row, :16] = [
-            0.0, float(is_tgt[i]), float(failed[i]), dl.sum() / 5.0, *(dl / 5.0),
-            float(np.linalg.norm(dl)) / 5.0, rank[i], min(z[i], 6.0) / 3.0, y_t,
-            1.0, float(near_cell is not None and ck == fidelity_key(near_cell.fidelity)),
-            math.log1p(len(by_cell.get(ck, []))) / 5.0,
-            0.0,
-        ][:16]
+        ctx_scal[row, _S["at_target"]] = float(is_tgt[i])
+        ctx_scal[row, _S["failed"]] = float(failed[i])
+        ctx_scal[row, _S["log_cost_ratio"]] = dl.sum() / 5.0
+        ctx_scal[row, _S["delta_0"]:_S["delta_0"] + F_AX] = dl / 5.0
+        ctx_scal[row, _S["fidelity_distance"]] = float(np.linalg.norm(dl)) / 5.0
+        ctx_scal[row, _S["cell_rank"]] = rank[i]
+        ctx_scal[row, _S["cell_z"]] = min(z[i], 6.0) / 3.0
+        ctx_scal[row, _S["target_gap"]] = y_t
+        ctx_scal[row, _S["is_context"]] = 1.0
+        ctx_scal[row, _S["in_nearest_cell"]] = float(near_cell is not None and ck == fidelity_key(near_cell.fidelity))
+        ctx_scal[row, _S["log_cell_runs"]] = math.log1p(len(by_cell.get(ck, []))) / 5.0
     base = Encoded(
         ctx_dims=ctx_dims.astype(np.float32),
         ctx_scal=ctx_scal.astype(np.float32),
@@ -400,14 +427,39 @@ def with_queries(base: Encoded, queries: np.ndarray) -> Encoded:
                     dt[i] = 0.0
         else:
             dt = np.ones(Q)
-        q_scal[:, 0] = 1.0
-        q_scal[:, 1] = 1.0  # at the target fidelity
-        q_scal[:, 16] = np.sqrt(de) * 3
-        q_scal[:, 17] = np.sqrt(dn) * 3
-        q_scal[:, 18] = np.sqrt(db) * 3
-        q_scal[:, 19] = np.sqrt(dt) * 3
-        q_scal[:, 20] = float(n_target > 0)
-        q_scal[:, 21] = math.log1p(n_target) / 3.0
-        q_scal[:, 22] = base.n_cheap / 10.0
-        q_scal[:, 23] = (dt < 1e-12).astype(float)
+        q_scal[:, _S["is_query"]] = 1.0
+        q_scal[:, _S["at_target"]] = 1.0
+        q_scal[:, _S["dist_extrap"]] = np.sqrt(de) * 3
+        q_scal[:, _S["dist_near"]] = np.sqrt(dn) * 3
+        q_scal[:, _S["dist_best_target"]] = np.sqrt(db) * 3
+        q_scal[:, _S["dist_tried"]] = np.sqrt(dt) * 3
+        q_scal[:, _S["has_target_runs"]] = float(n_target > 0)
+        q_scal[:, _S["log_target_runs"]] = math.log1p(n_target) / 3.0
+        q_scal[:, _S["cheap_cells"]] = base.n_cheap / 10.0
+        q_scal[:, _S["on_tried_point"]] = (dt < 1e-12).astype(float)
     return replace(base, q_dims=q_dims.astype(np.float32), q_scal=q_scal.astype(np.float32))
+
+
+def feature_spec() -> dict[str, Any]:
+    """What the network reads, by name: sizes, channel and scalar slots, the role table and every constant
+    of the serialisation (JSON-ready; recorded in a checkpoint's config.json and compared at load)."""
+    return {
+        "name": FEATURE_SPEC_NAME,
+        "version": FEATURE_SPEC_VERSION,
+        "sizes": {"max_width": D_MAX, "fidelity_axes": F_AX, "max_context": C_MAX, "channels": N_CH,
+                  "scalars": N_SCAL},
+        "channels": {n: i for i, n in enumerate(CHANNELS)},
+        "scalars": dict(_S),
+        "roles": dict(_ROLE_INDEX),
+        "constants": {
+            "soft_opt_temperature": SOFT_OPT_TEMPERATURE,
+            "ridge_penalty": RIDGE_PENALTY,
+            "trend_weights": list(TREND_WEIGHTS),
+            "default_trend_weight": DEFAULT_TREND_WEIGHT,
+            "held_out_cells": N_HELD_OUT,
+            "value_transform": "asinh((loss - best of nearest cheap cell) / (its median - best))",
+        },
+    }
+
+
+assert len(CHANNELS) == N_CH and len(SCALARS) == N_SCAL

@@ -44,10 +44,19 @@ from typing import Any
 import numpy as np
 
 from autollm_sampler._io import sha256_of
-from autollm_sampler.agent._adapt import correct, evidence, select, thin
+from autollm_sampler.agent._adapt import ADAPT_SPEC, correct, evidence, select, thin
 from autollm_sampler.agent._base import Agent, Proposal
 from autollm_sampler.agent._classical import tried_keys, tried_units, valid_units
-from autollm_sampler.agent._features import D_MAX, F_AX, N_CH, N_SCAL, Encoded, encode, with_queries
+from autollm_sampler.agent._features import (
+    D_MAX,
+    F_AX,
+    N_CH,
+    N_SCAL,
+    Encoded,
+    encode,
+    feature_spec,
+    with_queries,
+)
 from autollm_sampler.agent._numpy_net import NumpyPolicyNet
 from autollm_sampler.agent._rationale import explain_choice, model_rationale  # noqa: F401  (explain_choice: re-exported)
 from autollm_sampler.exceptions import CheckpointError
@@ -55,13 +64,30 @@ from autollm_sampler.history import History, Trial, fidelity_key
 from autollm_sampler.space import SearchSpace
 from autollm_sampler.strategies import grid_configs
 
-__all__ = ["AgentModelConfig", "TransformerAgent", "pad_arrays", "state_arrays", "OODReport"]
+__all__ = ["AgentModelConfig", "TransformerAgent", "agent_spec", "pad_arrays", "restamp", "state_arrays", "OODReport"]
 
 logger = logging.getLogger(__name__)
 
-FORMAT_VERSION = 1
+#: 2: config.json records the agent spec (:func:`agent_spec`) and a checkpoint is refused when it differs
+FORMAT_VERSION = 2
 #: At most this many untried grid points are scored when the generated candidates were all tried.
 _GRID_QUERIES = 512
+#: spread (unit-cube standard deviation) of the local candidates around the extrapolated optimum, and around
+#: the nearest cheap cell's optimum and each cell's best run
+LOCAL_SCALES = (0.03, 0.06)
+
+
+def agent_spec() -> dict[str, Any]:
+    """Everything besides the weights that a checkpoint's behaviour depends on, by name: the feature spec
+    (:func:`~autollm_sampler.agent._features.feature_spec`), the candidate generator's constants and the
+    adaptation step's (:data:`~autollm_sampler.agent._adapt.ADAPT_SPEC`). Saved in config.json; a checkpoint
+    whose recorded spec differs is refused at load (:func:`restamp` records a new adaptation or candidate
+    section in a checkpoint whose features still match)."""
+    return {
+        "features": feature_spec(),
+        "candidates": {"local_scales": list(LOCAL_SCALES), "grid_queries": _GRID_QUERIES},
+        "adapt": dict(ADAPT_SPEC),
+    }
 
 
 @dataclass
@@ -263,7 +289,8 @@ class TransformerAgent(Agent):
         out = Path(path)
         out.mkdir(parents=True, exist_ok=True)
         save_file(weights, str(out / "model.safetensors"))
-        (out / "config.json").write_text(json.dumps({"format_version": FORMAT_VERSION, "model": asdict(self.cfg)}, indent=1))
+        (out / "config.json").write_text(json.dumps(
+            {"format_version": FORMAT_VERSION, "model": asdict(self.cfg), "spec": agent_spec()}, indent=1))
         meta = {**self.meta, **(extra_meta or {})}
         files = {n: sha256_of(out / n) for n in _READ_FILES}
         (out / _MANIFEST).write_text(json.dumps({"files": files, "meta": meta}, indent=1, default=str))
@@ -338,7 +365,7 @@ class TransformerAgent(Agent):
         centres = [enc_probe.extrap, enc_probe.near]
         centres += [c.best_unit for c in enc_probe.cells]
         for j, centre in enumerate(centres):
-            scale = 0.03 if j == 0 else 0.06
+            scale = LOCAL_SCALES[0] if j == 0 else LOCAL_SCALES[1]
             pts.append(np.clip(centre + rng.normal(0, scale, (cfg.n_local_candidates // max(len(centres), 1) + 1, W)), 0, 1))
             pts.append(centre[None])
         units = space.snap_unit_many(np.concatenate(pts))
@@ -449,7 +476,10 @@ class TransformerAgent(Agent):
             return value, std, self._select(score, n, np.random.default_rng(0))
         sign = space.sign
         # split off diverged runs and thin to the GP's budget first, so only the runs it reads are scored
-        ev = thin(evidence(du, sign * np.asarray(done_y, float), np.zeros(len(du)), list(fu)))
+        upward = np.array([r == "lr" for r in space.roles()], bool)
+        ev = thin(evidence(du, sign * np.asarray(done_y, float), np.zeros(len(du)), list(fu),
+                           ref=base.ref if base.n_cheap else None, scale=base.scale if base.n_cheap else None,
+                           upward=upward))
         if len(ev.units):
             ev.mu = sign * self.score(history, space, target, ev.units, base=base)[2]
         mu_c, sd_c = correct(sign * value, std, units, ev)
@@ -537,7 +567,10 @@ def _read_model_config(path: Path) -> AgentModelConfig:
         raise CheckpointError(f"{path} must be a JSON object with \"format_version\" and \"model\", not a {type(conf).__name__}")
     version = conf.get("format_version")
     if type(version) is not int or version != FORMAT_VERSION:
-        raise CheckpointError(f"{path}: checkpoint format {version!r} is not supported (expected {FORMAT_VERSION})")
+        hint = (" (format 1 has no agent spec: retrain with `python -m training.pipeline`, or record this "
+                "library's spec with `python -m training.restamp DIR` if its features are unchanged)") if version == 1 else ""
+        raise CheckpointError(f"{path}: checkpoint format {version!r} is not supported (expected {FORMAT_VERSION}){hint}")
+    _check_spec(path, conf.get("spec"))
     model = conf.get("model")
     if not isinstance(model, dict):
         got = "has no \"model\" section" if "model" not in conf else f"has \"model\" as a {type(model).__name__}"
@@ -553,6 +586,68 @@ def _read_model_config(path: Path) -> AgentModelConfig:
         return AgentModelConfig(**model)
     except (TypeError, ValueError) as exc:
         raise CheckpointError(f"{path}: {exc}") from None
+
+
+def _spec_diff(got: Any, want: Any, where: str = "") -> list[str]:
+    """Paths (``features.constants.ridge_penalty``) where two JSON values differ, with both values."""
+    if isinstance(got, dict) and isinstance(want, dict):
+        out: list[str] = []
+        for k in sorted(set(got) | set(want), key=str):
+            sub = f"{where}.{k}" if where else str(k)
+            if k not in got:
+                out.append(f"{sub}: missing in the checkpoint (this library: {want[k]!r})")
+            elif k not in want:
+                out.append(f"{sub}: {got[k]!r} in the checkpoint, unknown to this library")
+            else:
+                out += _spec_diff(got[k], want[k], sub)
+        return out
+    return [] if got == want else [f"{where}: {got!r} in the checkpoint, {want!r} in this library"]
+
+
+def _check_spec(path: Path, spec: Any) -> None:
+    """The spec a checkpoint was saved with must be this library's (:func:`agent_spec`), key by key."""
+    if not isinstance(spec, dict):
+        raise CheckpointError(f"{path} has no \"spec\" object (the features, candidates and adaptation constants "
+                              "the network was trained with); the checkpoint is corrupt")
+    want = json.loads(json.dumps(agent_spec()))
+    diff = _spec_diff(spec, want)
+    if diff:
+        feat = any(d.startswith("features") for d in diff)
+        fix = ("its network reads other features: retrain it with `python -m training.pipeline`" if feat else
+               "only the candidate or adaptation constants differ: record this library's with "
+               "`python -m training.restamp DIR` if that is intended")
+        raise CheckpointError(f"{path}: the checkpoint's spec differs from this library's in {len(diff)} place(s): "
+                              f"{'; '.join(diff[:4])}{' ...' if len(diff) > 4 else ''}; {fix}")
+
+
+def restamp(path: str | os.PathLike[str]) -> list[str]:
+    """Record this library's candidate and adaptation constants in a checkpoint (config.json, manifest).
+
+    The weights do not depend on those two sections, so a checkpoint stays valid when they change; the
+    feature section must match, since the network was trained on those features. Returns what changed.
+
+    Raises:
+        CheckpointError: the checkpoint is unreadable or its features differ from this library's.
+    """
+    p = Path(path)
+    conf = _read_json(p / "config.json")
+    if not isinstance(conf, dict) or not isinstance(conf.get("model"), dict):
+        raise CheckpointError(f"{p / 'config.json'} is not a checkpoint config (no \"model\" object)")
+    want = json.loads(json.dumps(agent_spec()))
+    recorded = conf.get("spec")
+    old: dict[str, Any] = recorded if isinstance(recorded, dict) else {}
+    feats = old.get("features", want["features"]) if conf.get("format_version") == FORMAT_VERSION else want["features"]
+    if feats != want["features"]:
+        raise CheckpointError(f"{p}: the checkpoint's features differ from this library's "
+                              f"({'; '.join(_spec_diff(feats, want['features'], 'features')[:4])}); retrain it")
+    changed = _spec_diff(old, want) if old else ["spec: recorded for the first time"]
+    conf = {**conf, "format_version": FORMAT_VERSION, "spec": want}
+    (p / "config.json").write_text(json.dumps(conf, indent=1))
+    manifest = _read_json(p / _MANIFEST)
+    if isinstance(manifest, dict) and isinstance(manifest.get("files"), dict):
+        manifest["files"]["config.json"] = sha256_of(p / "config.json")
+        (p / _MANIFEST).write_text(json.dumps(manifest, indent=1, default=str))
+    return changed
 
 
 def _read_weights(path: Path) -> dict[str, np.ndarray]:

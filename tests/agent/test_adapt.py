@@ -142,3 +142,42 @@ def test_target_runs_without_fidelity_count_as_target_runs() -> None:
     assert a.params == b.params
     assert a.predicted_value == pytest.approx(b.predicted_value)
     assert "2 target runs completed so far" in b.rationale
+
+
+def test_a_run_at_a_loss_wall_counts_as_diverged_even_alone() -> None:
+    # one run, or every run, at 7.0 cannot be told apart by the IQR rule; the cheap cell's level tells it
+    assert diverged_mask(np.array([7.0])).tolist() == [False]
+    assert diverged_mask(np.array([7.0]), ref=3.1, scale=0.2).tolist() == [True]
+    assert diverged_mask(np.full(4, 7.0), ref=3.1, scale=0.2).all()
+    # a poor but ordinary run is not a divergence: 1.5 spreads above, or 3% above a tiny-spread best
+    assert not diverged_mask(np.array([3.4]), ref=3.1, scale=0.2).any()
+    assert not diverged_mask(np.array([3.2]), ref=3.1, scale=0.001).any()
+
+
+def test_a_learning_rate_failure_covers_higher_learning_rates() -> None:
+    bad = np.array([[0.6, 0.5, 0.5]])
+    up = np.array([True, False, False])
+    cands = np.array([[0.9, 0.5, 0.5], [0.9, 0.6, 0.4], [0.3, 0.5, 0.5], [0.6, 0.5, 0.5]])
+    plain = failure_prob(cands, _ev(np.zeros((0, 3)), np.zeros(0), np.zeros(0), bad=bad))
+    ev = _ev(np.zeros((0, 3)), np.zeros(0), np.zeros(0), bad=bad)
+    ev.upward = up
+    one_sided = failure_prob(cands, ev)
+    assert plain[0] < 0.2 and one_sided[0] == pytest.approx(1.0)  # higher lr, same rest: as bad as the run
+    assert one_sided[1] > 0.5  # higher lr, the other settings a little different: still likely to fail
+    assert one_sided[2] < 0.2 and one_sided[2] == pytest.approx(plain[2])  # lower lr: the usual fall-off
+    assert one_sided[3] == pytest.approx(1.0)
+
+
+def test_the_residual_noise_follows_the_data() -> None:
+    from autollm_sampler.agent._adapt import _noise_level
+    from autollm_sampler.agent._features import mean_sqdist
+
+    rng = np.random.default_rng(3)
+    u = rng.random((12, 3))
+    K0 = 0.25 * np.exp(-mean_sqdist(u, u) / (2 * ADAPT_SPEC["length_scale"] ** 2)) + 4.0
+    smooth = np.sin(3 * u[:, 0])
+    quiet, _ = _noise_level(K0, smooth, 1.0)
+    noisy, _ = _noise_level(K0, smooth + rng.normal(0, 0.3, 12), 1.0)
+    assert quiet < noisy
+    few, _ = _noise_level(K0[:2, :2], smooth[:2], 1.0)
+    assert few == pytest.approx(ADAPT_SPEC["noise_frac"] ** 2)

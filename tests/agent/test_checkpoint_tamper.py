@@ -180,7 +180,7 @@ def _tiny_change(w: dict[str, np.ndarray]) -> None: w["mix.1.weight"][0, 0] += n
 def _model_missing(conf: Any) -> None: conf.pop("model")
 def _model_null(conf: Any) -> None: conf["model"] = None
 def _unknown_key(conf: Any) -> None: conf["model"]["dropout"] = 0.1
-def _format_2(conf: Any) -> None: conf["format_version"] = 2
+def _format_3(conf: Any) -> None: conf["format_version"] = 3
 def _format_true(conf: Any) -> None: conf["format_version"] = True
 
 
@@ -190,7 +190,7 @@ def _config_not_a_mapping(c: Path) -> None:
 
 
 def _invalid_config_json(c: Path) -> None:
-    (c / CONFIG).write_text('{"format_version": 1, "model": {')
+    (c / CONFIG).write_text('{"format_version": 2, "model": {')
     rehash(c, CONFIG)
 
 
@@ -263,7 +263,9 @@ REFUSED: list[Row] = [
     ("n_random_candidates=10**12", set_model("n_random_candidates", 10**12), CONFIG),
     ("max_query=-1", set_model("max_query", -1), CONFIG),
     ("max_query=true", set_model("max_query", True), CONFIG),
-    ("format_version 2", edit_config(_format_2), CONFIG),
+    ("format_version 3", edit_config(_format_3), CONFIG),
+    ("spec dropped", edit_config(lambda conf: conf.pop("spec")), CONFIG),
+    ("spec adapt edited", edit_config(lambda conf: conf["spec"]["adapt"].update(noise_frac=0.5)), CONFIG),
     ("format_version true", edit_config(_format_true), CONFIG),
 ]
 
