@@ -196,11 +196,14 @@ def _ei(mu: np.ndarray, sigma: np.ndarray, best: float) -> np.ndarray:
 
 
 def select(score: np.ndarray, mu: np.ndarray, sigma: np.ndarray, units: np.ndarray, ev: TargetEvidence,
-           pending_units: np.ndarray, n: int) -> list[int]:
+           pending_units: np.ndarray, n: int, *, exclude: Sequence[int] = (), runs: int | None = None,
+           picked: np.ndarray | None = None) -> list[int]:
     """Pick ``n`` candidates: EI x (1 - failure chance) once target runs exist, the policy before; spread out.
 
     ``mu``/``sigma`` are the corrected predictions (minimisation sign); ``pending_units`` are configurations
-    running now (not in the history's completed runs).
+    running now (not in the history's completed runs). ``exclude``: candidate indices never picked;
+    ``picked``: points already chosen in this call (they push away like pending ones); ``runs``: the number
+    of target runs the policy prior counts (default: the evidence's).
     """
     logp = score - score.max()
     logp = logp - np.log(np.exp(logp).sum())
@@ -208,7 +211,7 @@ def select(score: np.ndarray, mu: np.ndarray, sigma: np.ndarray, units: np.ndarr
         best = float(ev.y.min()) if len(ev.y) else float(np.min(mu))
         ei = _ei(mu, sigma, best)
         ok = 1.0 - failure_prob(units, ev)
-        runs = len(ev.y) + len(ev.bad_units)
+        runs = len(ev.y) + len(ev.bad_units) if runs is None else runs
         w = max(ADAPT_SPEC["policy_prior"] / runs ** ADAPT_SPEC["policy_decay"], ADAPT_SPEC["policy_weight"])
         base = np.log(np.maximum(ei * ok, 1e-300)) + w * logp
         # a candidate more likely to fail than not comes after every other one (the policy prior must not
@@ -218,6 +221,11 @@ def select(score: np.ndarray, mu: np.ndarray, sigma: np.ndarray, units: np.ndarr
         base = logp.copy()
     picks: list[int] = []
     taken = [pending_units] if len(pending_units) else []
+    if picked is not None and len(picked):
+        taken.append(picked)
+    if len(exclude):
+        base = base.copy()
+        base[list(exclude)] = -np.inf
     r2 = ADAPT_SPEC["batch_radius"] ** 2
     for _ in range(min(n, len(score))):
         acq = base.copy()

@@ -44,7 +44,7 @@ from typing import Any
 import numpy as np
 
 from autollm_sampler._io import sha256_of
-from autollm_sampler.agent._adapt import ADAPT_SPEC, correct, evidence, select, thin
+from autollm_sampler.agent._adapt import ADAPT_SPEC, TargetEvidence, correct, evidence, select, thin
 from autollm_sampler.agent._base import Agent, Proposal
 from autollm_sampler.agent._classical import tried_keys, tried_units, valid_units
 from autollm_sampler.agent._features import (
@@ -483,7 +483,32 @@ class TransformerAgent(Agent):
         if len(ev.units):
             ev.mu = sign * self.score(history, space, target, ev.units, base=base)[2]
         mu_c, sd_c = correct(sign * value, std, units, ev)
-        order = select(score, mu_c, sd_c, units, ev, pending_units, n)
+        if len(ev.y) == 0 or (n == 1 and not len(pending_units)):
+            return sign * mu_c, sd_c, select(score, mu_c, sd_c, units, ev, pending_units, n)
+        # several at once, or others running: each next pick sees the earlier picks and the running runs as
+        # if they had returned what is predicted for them (a "believer"), so its uncertainty there is spent
+        runs = len(ev.y) + len(ev.bad_units)
+        believed_u, believed_y, believed_mu = [], [], []
+        if len(pending_units):
+            mp = sign * self.score(history, space, target, pending_units, base=base)[2]
+            cp, _ = correct(mp, np.full(len(mp), float(np.median(std))), pending_units, ev)
+            believed_u, believed_y, believed_mu = list(pending_units), list(cp), list(mp)
+        order: list[int] = []
+        mu_j, sd_j = mu_c, sd_c
+        for _ in range(n):
+            if len(order) == len(units):  # fewer candidates than asked for: repeat the last
+                order.append(order[-1])
+                continue
+            i = select(score, mu_j, sd_j, units, ev, pending_units, 1, exclude=order, runs=runs,
+                       picked=units[order])[0]
+            order.append(i)
+            believed_u.append(units[i])
+            believed_y.append(mu_c[i])
+            believed_mu.append(sign * value[i])
+            ev_j = TargetEvidence(units=np.concatenate([ev.units, np.stack(believed_u)]),
+                                  y=np.concatenate([ev.y, believed_y]), mu=np.concatenate([ev.mu, believed_mu]),
+                                  bad_units=ev.bad_units, upward=ev.upward)
+            _, sd_j = correct(sign * value, std, units, ev_j)
         return sign * mu_c, sd_c, order
 
     def _candidate_table(

@@ -35,7 +35,9 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--history", choices=["full", "sparse", "all"], default="all",
                    help="Setting A history variant (default: both)")
     p.add_argument("--seeds", type=int, default=None, help="seeds per (method, target) (default: 20; --quick: 3)")
-    p.add_argument("--out", default="docs/benchmarks", help="output folder (default: %(default)s)")
+    p.add_argument("--out", default="bench-results",
+                   help="output folder, created if missing (default: ./%(default)s; `make bench` writes the "
+                   "project's published tables to docs/benchmarks)")
     p.add_argument("--quick", action="store_true",
                    help="a few minutes: 3 seeds, Step Law dense and ADMIRE only, no latency benchmark")
     p.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1),
@@ -50,7 +52,39 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 
     add_latency_arguments(p, with_out=False)
     p.set_defaults(func=_run)
+    _list_methods_in_help(p)
+    _offer_methods_to_gym_rollout()
     return p
+
+
+def _list_methods_in_help(p: argparse.ArgumentParser) -> None:
+    """``bench --help`` ends with every method and what it is (imported only when help is asked for, so
+    other commands start no slower)."""
+    plain = p.format_help
+
+    def format_help() -> str:
+        from autollm_sampler.benchmark._methods import METHODS
+
+        width = max(len(n) for n in METHODS)
+        lines = [f"  {name.ljust(width)}  {spec.description}" for name, spec in METHODS.items()]
+        lines.append(f"  {'agent-llm'.ljust(width)}  the text-LLM agent (where a checkpoint is configured)")
+        lines.append(f"  {'agent:NAME'.ljust(width)}  any agent checkpoint: a shipped name or a folder")
+        return plain() + "\nmethods:\n" + "\n".join(lines) + "\n"
+
+    p.format_help = format_help  # type: ignore[method-assign]
+
+
+def _offer_methods_to_gym_rollout() -> None:
+    """``gym rollout --policy agent`` (or any benchmark method): the gym layer cannot import the agent, so
+    the benchmark layer, which may import both, registers its methods with the gym CLI."""
+    from autollm_sampler.gym import _cli as gym_cli
+
+    def build(name: str, seed: int) -> Any:  # the episode passes the seed to the policy's reset
+        from autollm_sampler.benchmark._methods import make_policy
+
+        return make_policy(name)
+
+    gym_cli.EXTRA_POLICIES = build
 
 
 def _command(args: argparse.Namespace) -> str:
@@ -76,6 +110,7 @@ def _run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from autollm_sampler.benchmark._report import (
+        HEADLINE_CAPTION,
         episode_metrics,
         fallback_lines,
         headline_text,
@@ -127,6 +162,7 @@ def _run(args: argparse.Namespace) -> int:
     for n in notes:
         print(n)
     print()
+    print(HEADLINE_CAPTION)
     print(headline_text(summ))
     print()
     print("fallbacks (agents run strict):")

@@ -306,9 +306,16 @@ def headline(summ: Summary, variant: str = "A-full", ks: Sequence[int] = (1, 3, 
     return out
 
 
+#: what the headline table shows, said above it (in RESULTS.md and in the CLI's output)
+HEADLINE_CAPTION = ("Setting A (low-fidelity history + k target runs), full history: mean relative gap % over the "
+                    "held-out targets and seeds at k target runs, with its 95% bootstrap interval; the best "
+                    "baseline is the non-agent method with the lowest mean at that k.")
+
+
 def headline_text(summ: Summary, variant: str = "A-full") -> str:
     """The headline rows as a Markdown table (also printed by the CLI)."""
-    lines = ["| family | k | agent gap % | best baseline | its gap % |", "|---|---:|---:|---|---:|"]
+    lines = ["| family | k | agent: mean gap % [95% interval] | best baseline (lowest mean) | its mean gap % [95% interval] |",
+             "|---|---:|---:|---|---:|"]
     for row in headline(summ, variant):
         agent = _fmt_ci(row["agent"]) if row["agent"] is not None else "not run"
         best = _fmt_ci(row["best_ci"]) if row["best_ci"] is not None else "n/a"
@@ -564,7 +571,7 @@ def render_results(
         "",
     ]
     out += ["## Headline: the agent against the best baseline (Setting A, full history)", "",
-            headline_text(summ), ""]
+            HEADLINE_CAPTION, "", headline_text(summ), ""]
     out += ["## Fallbacks", "",
             "Agents run strict (an internal error fails the episode, listed below); proposals an agent still "
             "hands to its classical strategy by design (input outside the model's training distribution, an "

@@ -5,8 +5,9 @@ Sub-commands (added to the top-level parser by :func:`add_parser`):
 * ``gym list``: every registered task with its cells, rows, objective and licence;
 * ``gym info ID``: a task's metadata, cells (fidelity, rows, cost, optimum) and train/test split;
 * ``gym fetch [--dest DIR] [--mirror URL]``: download the pinned raw files and verify their sha256;
-* ``gym rollout ID --policy random|transfer --target CELL --seed S [--setting A|B] [--history full|sparse]``:
-  run one episode and print every step and the regret.
+* ``gym rollout ID --policy random|transfer|agent|... --target CELL --seed S [--setting A|B] [--history full|sparse]``:
+  run one episode and print every step and the regret (benchmark methods, the agent among them, are
+  offered by the benchmark layer's CLI, which registers them in :data:`EXTRA_POLICIES`).
 
 Bad input raises :class:`~autollm_sampler.exceptions.AutoLLMSamplerError` subclasses, which the top-level
 CLI turns into exit code 2 with the message.
@@ -21,7 +22,14 @@ import os
 from typing import Any
 
 from autollm_sampler.exceptions import ConfigError, RawDataError
-from autollm_sampler.gym._data import RAW_ENV, default_cache_dir, fetch, manifest, resolve_raw_dir
+from autollm_sampler.gym._data import (
+    RAW_ENV,
+    default_cache_dir,
+    fetch,
+    manifest,
+    resolve_raw_dir,
+    source_info,
+)
 from autollm_sampler.gym._env import LLMConfigEnv
 from autollm_sampler.gym._policies import POLICIES, run_cost_episode, run_episode
 from autollm_sampler.gym._registry import make, registry
@@ -57,7 +65,9 @@ def add_parser(subparsers: Any) -> None:
 
     p = sub.add_parser("rollout", help="run one episode with a reference policy and print each step")
     p.add_argument("id", help="task id, e.g. admire-ift-v1")
-    p.add_argument("--policy", choices=sorted(POLICIES), default="transfer", help="reference policy")
+    p.add_argument("--policy", default="transfer", metavar="POLICY",
+                   help=f"a reference policy ({', '.join(sorted(POLICIES))}) or any `bench` method, e.g. agent "
+                   "(see `autollm-sampler bench --help`); default: %(default)s")
     p.add_argument("--target", help="target cell (default: the task's first test target)")
     p.add_argument("--seed", type=int, default=0, help="episode and policy seed")
     p.add_argument("--setting", choices=["A", "B"], default="A",
@@ -98,8 +108,9 @@ def cmd_list(args: argparse.Namespace) -> int:
             task = make(tid, raw_dir=args.raw_dir)
         except RawDataError:
             missing = True
+            licence = source_info(spec.source)["licence"] if spec.source else ""
             rows.append([tid, str(spec.expected_cells or "?"), str(spec.expected_rows or "?"),
-                         "(raw data missing)", "", ""])
+                         "(raw data missing)", "", licence])
             continue
         meta = task.metadata
         rows.append([tid, str(len(task.cells)), str(task.n_rows), meta.objective,
@@ -185,7 +196,7 @@ def cmd_rollout(args: argparse.Namespace) -> int:
         raise ConfigError(f"--budget must be >= 1 and --budget-runs > 0, got {args.budget} and {args.budget_runs}")
     env = LLMConfigEnv(task, target, setting=args.setting, history=args.history, budget=args.budget,
                        budget_runs=args.budget_runs)
-    policy = POLICIES[args.policy](seed=args.seed)
+    policy = _policy(args.policy, args.seed)
     print(f"rollout {task.id}  target={target}  setting={args.setting}  history={args.history}  "
           f"policy={args.policy}  seed={args.seed}")
     hist_cells = ", ".join(c.name for c in env.history_cells) or "none"
@@ -208,6 +219,22 @@ def cmd_rollout(args: argparse.Namespace) -> int:
         print(f"recommendation: value {rec['value']:.6g}, regret {rec['regret']:.4f}, gap {rec['gap']:.3f}%, "
               f"cost spent {rec['cost_spent']:.4g} ({rec['cost_spent'] / env.target.cost:.2f} target runs)")
     return 0
+
+
+#: set by the benchmark layer's CLI: ``(method name, seed) -> policy`` for names beyond the reference policies
+#: (raises ValueError for an unknown name); None when that layer is not loaded
+EXTRA_POLICIES: Any = None
+
+
+def _policy(name: str, seed: int) -> Any:
+    if name in POLICIES:
+        return POLICIES[name](seed=seed)
+    if EXTRA_POLICIES is not None:
+        try:
+            return EXTRA_POLICIES(name, seed)
+        except ValueError as exc:
+            raise ConfigError(f"--policy: {exc}") from None
+    raise ConfigError(f"--policy {name!r} is not a reference policy ({', '.join(sorted(POLICIES))})")
 
 
 def _print_steps(env: LLMConfigEnv, steps: list[dict[str, Any]], show_config: bool) -> None:

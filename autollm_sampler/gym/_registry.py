@@ -28,6 +28,8 @@ class TaskSpec:
     expected_rows: int | None = None
     expected_cells: int | None = None
     needs_raw: bool = True
+    #: the manifest source its raw files come from (licence and citation are known without the files)
+    source: str | None = None
 
 
 _REGISTRY: dict[str, TaskSpec] = {}
@@ -98,19 +100,19 @@ def _ensure_builtin() -> None:
 
     register(TaskSpec("steplaw-dense-v1", steplaw.build_dense, "steplaw-dense",
                       "Step Law dense: lr x batch size, 17 (N, D) cells, smooth loss (min), 6ND FLOPs",
-                      steplaw.DENSE_ROWS, steplaw.DENSE_CELLS), overwrite=True)
+                      steplaw.DENSE_ROWS, steplaw.DENSE_CELLS, source="steplaw"), overwrite=True)
     register(TaskSpec("steplaw-moe-v1", steplaw.build_moe, "steplaw-moe",
                       "Step Law MoE: lr x batch size, 16 (sparsity, D) cells, smooth loss (min), 6·Na·D FLOPs",
-                      steplaw.MOE_ROWS, steplaw.MOE_CELLS), overwrite=True)
+                      steplaw.MOE_ROWS, steplaw.MOE_CELLS, source="steplaw"), overwrite=True)
     register(TaskSpec("admire-ift-v1", admire.build, "admire-ift",
                       "ADMIRE IFT: 19-source SFT mixture (simplex), Qwen2.5 0.5B/3B/7B, metric_avg_id+ood (max), "
-                      "train_time", admire.ROWS, admire.CELLS), overwrite=True)
+                      "train_time", admire.ROWS, admire.CELLS, source="admire_ift_runs"), overwrite=True)
     register(TaskSpec("regmix-v1", regmix.build, "regmix",
                       "RegMix: 17-domain Pile mixture (simplex), 1M/60M/1B, Pile-CC val loss (min), 6ND FLOPs",
-                      regmix.ROWS, regmix.CELLS), overwrite=True)
+                      regmix.ROWS, regmix.CELLS, source="regmix"), overwrite=True)
     register(TaskSpec("hwgpt-arch-v1", hwgpt.build, "hwgpt-arch",
                       "HW-GPT-Bench: GPT architecture (embed, depth, per-layer heads/MLP ratio, bias), S/M/L "
-                      "surrogate perplexity (min), params", hwgpt.ROWS, hwgpt.CELLS), overwrite=True)
+                      "surrogate perplexity (min), params", hwgpt.ROWS, hwgpt.CELLS, source="hw_gpt_bench"), overwrite=True)
     from autollm_sampler.gym.recipes import nano
 
     register(TaskSpec(nano.PRETRAIN_ID, nano.build_pretrain, "nanolm-pretrain",

@@ -181,3 +181,25 @@ def test_the_residual_noise_follows_the_data() -> None:
     assert quiet < noisy
     few, _ = _noise_level(K0[:2, :2], smooth[:2], 1.0)
     assert few == pytest.approx(ADAPT_SPEC["noise_frac"] ** 2)
+
+
+@pytest.mark.skipif(not (DEFAULT_CHECKPOINT / "model.safetensors").exists(), reason="no shipped checkpoint")
+def test_with_target_runs_a_batch_spends_its_uncertainty_once() -> None:
+    # after target runs, each pick of a batch sees the earlier ones (and running ones) as if returned
+    task, cheap = _adamw()
+    agent = load_agent("default")
+    agent.strict = True
+    p0 = agent.propose(History(trials=cheap), task.space, task.target, seed=0)[0]
+    runs = [Trial(id="t0", params=p0.params, fidelity=task.target, value=p0.predicted_value + 0.05)]
+    hist = History(trials=[*cheap, *runs])
+    batch = agent.propose(hist, task.space, task.target, n=4, seed=1)
+    units = np.stack([task.space.to_unit(p.params) for p in batch])
+    d = [np.sqrt(((a - b) ** 2).sum() / task.space.width) for j, a in enumerate(units) for b in units[j + 1:]]
+    assert min(d) > ADAPT_SPEC["batch_radius"]
+    # a worker that knows the first three are running proposes what the batch's fourth is not forced to be,
+    # and never one of the three
+    nxt = agent.propose(hist, task.space, task.target, seed=1, pending=[p.params for p in batch[:3]])[0]
+    keys = {task.space.config_key(p.params) for p in batch[:3]}
+    assert task.space.config_key(nxt.params) not in keys
+    alone = agent.propose(hist, task.space, task.target, seed=1)[0]
+    assert task.space.config_key(alone.params) == task.space.config_key(batch[0].params)
