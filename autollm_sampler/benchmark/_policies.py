@@ -15,6 +15,7 @@ its model (an ablation). The Step Law rule lives in
 from __future__ import annotations
 
 import logging
+import math
 import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal
@@ -118,11 +119,15 @@ class BenchPolicy(Policy):
         self._seed = seed
         #: proposals of this episode that an agent handed over to its classical fallback
         self.fallbacks = 0
+        #: ``(mean, std)`` the method predicted for its latest proposal's outcome, if it predicts (the
+        #: runner reads and clears it after each step, for the calibration figures)
+        self.last_prediction: tuple[float, float] | None = None
 
     def reset(self, obs: Observation, *, seed: int | None = None) -> None:
         super().reset(obs, seed=seed)
         self._seed = seed
         self.fallbacks = 0
+        self.last_prediction = None
 
     def wants_stop(self, obs: Observation) -> bool:
         """Setting B: end the episode now. Default: when a target run can no longer be afforded."""
@@ -305,6 +310,9 @@ class AgentPolicy(_CellProposer):
         props = agent.propose(hist, obs.spaces[cell], cell_info(obs, cell).fidelity, n=1,
                                    seed=self._step_seed(obs), candidates=cands, pending=pending)
         self.fallbacks += sum(p.source == "fallback" for p in props)
+        pv, ps = props[0].predicted_value, props[0].predicted_std
+        if pv is not None and ps is not None and math.isfinite(pv) and math.isfinite(ps):
+            self.last_prediction = (float(pv), float(ps))
         return dict(props[0].params)
 
     def recommend(self, obs: Observation) -> dict[str, Any]:

@@ -121,6 +121,32 @@ def episode_metrics(rec: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
+#: the 80% central interval of a normal prediction is mean +- this many standard deviations
+_Z80 = 1.2815515655446004
+
+
+def coverage_table(records: Sequence[Mapping[str, Any]]) -> list[str]:
+    """Markdown rows: per method, variant and task, the share of proposals whose observed outcome fell in
+    the 80% interval the method predicted for it (``pred`` in the step records; methods that predict)."""
+    per: dict[tuple[str, str, str], list[int]] = {}
+    for r in records:
+        variant = f"{r.get('setting', '?')}-{r.get('history', '?')}"
+        for s in r.get("steps", ()):
+            pred = s.get("pred")
+            if not pred or not s.get("target", True):
+                continue
+            mu, sd = float(pred[0]), float(pred[1])
+            c = per.setdefault((str(r["method"]), variant, str(r["task_id"])), [0, 0])
+            c[1] += 1
+            c[0] += int(abs(float(s["value"]) - mu) <= _Z80 * sd)
+    if not per:
+        return []
+    lines = ["| method | variant | task | 80% coverage | proposals |", "|---|---|---|---:|---:|"]
+    for (m, v, t), (hit, n) in sorted(per.items()):
+        lines.append(f"| {m} | {v} | {t} | {100 * hit / n:.0f}% | {n} |")
+    return lines
+
+
 def fallback_lines(rows: Sequence[Mapping[str, Any]]) -> list[str]:
     """Per method: proposals an agent handed to its classical fallback, out of all its proposals.
 
@@ -540,8 +566,9 @@ def render_results(
     plots: Sequence[str],
     skipped: Sequence[Any] = (),
     errors: Mapping[str, str] | None = None,
+    records: Sequence[Mapping[str, Any]] = (),
 ) -> str:
-    """The RESULTS.md page."""
+    """The RESULTS.md page (``records``: the raw episodes, for the calibration table)."""
     out: list[str] = ["# Benchmark results", ""]
     deterministic = ", ".join(m for m in summ.methods if _deterministic(m)) or "none here"
     out += [
@@ -578,6 +605,12 @@ def render_results(
             "unreadable text-LLM prompt) are counted here.", ""]
     out += [f"- {line}" for line in fallback_lines(rows)]
     out.append("")
+    cov = coverage_table(records)
+    if cov:
+        out += ["## Calibration: 80% predictive intervals", "",
+                "Share of the target runs whose outcome fell inside the 80% interval (mean +- 1.28 std) the "
+                "method predicted for it when proposing it (snapped or repeated proposals excluded: their "
+                "outcome is another configuration's). Well calibrated is 80%.", "", *cov, ""]
     skipped = list(skipped)
     if skipped or errors:
         out += ["## Skipped methods and failures", ""]
@@ -659,5 +692,6 @@ def write_report(
         except ImportError as exc:
             notes.append(f"plots skipped: matplotlib is not installed ({exc}); pip install 'autollm-sampler[bench]'")
     meta = {"date": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), **meta}
-    (out / "RESULTS.md").write_text(render_results(rows, summ, meta=meta, plots=files, skipped=skipped, errors=errors))
+    (out / "RESULTS.md").write_text(render_results(rows, summ, meta=meta, plots=files, skipped=skipped, errors=errors,
+                                                     records=records))
     return summ, notes

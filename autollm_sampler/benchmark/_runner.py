@@ -261,7 +261,9 @@ def run_episode(spec: EpisodeSpec, policy: BenchPolicy | None = None) -> dict[st
     while not done and len(steps) < max_steps:
         if spec.setting == "B" and policy.wants_stop(obs):
             break
+        policy.last_prediction = None
         params, cell_name = _split_action(policy.act(obs), target.name)
+        pred = policy.last_prediction
         cell = task.cell(cell_name)
         index = candidate_index(task.id, cell_name, cell.space, cell.configs)
         unaffordable: set[int] = set()
@@ -275,6 +277,8 @@ def run_episode(spec: EpisodeSpec, policy: BenchPolicy | None = None) -> dict[st
         step: dict[str, Any] = {"cell": cell_name, "target": cell_name == target.name, "row": res.row,
                                 "value": float(info["value"]), "cost": cost, "invalid": res.invalid,
                                 "repeat": res.repeat, "over_budget": res.over_budget}
+        if pred is not None and not (res.invalid or res.repeat):  # the outcome of the predicted configuration
+            step["pred"] = [round(pred[0], 6), round(pred[1], 6)]
         if spec.setting == "B":
             step["rec"] = _rec_value(env, policy, obs)
         steps.append(step)

@@ -103,3 +103,16 @@ def test_cli_bench_unknown_method_is_one_clean_line(tmp_path: Path, capsys: pyte
     err = capsys.readouterr().err
     assert err.startswith("autollm-sampler: error: unknown method 'classical'") and "tpe-warm" in err
     assert "Traceback" not in err and err.count("\n") == 1
+
+
+def test_coverage_table_counts_outcomes_inside_the_80_percent_interval() -> None:
+    from autollm_sampler.benchmark._report import coverage_table
+
+    steps = [{"value": 1.0, "pred": [1.0, 0.1], "target": True},   # inside
+             {"value": 1.2, "pred": [1.0, 0.1], "target": True},   # 2 std out
+             {"value": 1.1, "pred": [1.0, 0.1], "target": True},   # 1 std: inside
+             {"value": 9.0, "target": True},                        # no prediction: not counted
+             {"value": 5.0, "pred": [1.0, 0.1], "target": False}]  # a cheap run: not counted
+    recs = [{"method": "agent", "setting": "A", "history": "full", "task_id": "t", "steps": steps}]
+    assert coverage_table(recs)[2] == "| agent | A-full | t | 67% | 3 |"
+    assert coverage_table([{**recs[0], "steps": steps[3:4]}]) == []

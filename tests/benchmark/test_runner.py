@@ -169,3 +169,13 @@ def test_the_noadapt_ablation_switches_the_adaptation_off_per_policy() -> None:
     # an agent without an adaptation step cannot run the ablation: said, not ignored
     with pytest.raises(TypeError, match="no adaptation step"):
         run_episode(spec, AgentPolicy(agent=ClassicalAgent(), name="x", adapt=False))
+
+
+def test_agent_steps_record_the_prediction_of_their_outcome() -> None:
+    task = gym.make("steplaw-moe-v1")
+    exp = gym.experiments(task, "test")[0]
+    spec = EpisodeSpec("A", "full", task.id, "steplaw-moe", exp.target, exp.history_cells, "agent", 0, 3)
+    rec = run_episode(spec)
+    preds = [s["pred"] for s in rec["steps"] if not (s["invalid"] or s["repeat"])]
+    assert preds and all(len(p) == 2 and p[1] > 0 for p in preds)
+    assert all("pred" not in s for s in run_episode(EpisodeSpec(**{**spec.__dict__, "method": "random"}))["steps"])
