@@ -142,8 +142,8 @@ def coverage_table(records: Sequence[Mapping[str, Any]]) -> list[str]:
     if not per:
         return []
     lines = ["| method | variant | task | 80% coverage | proposals |", "|---|---|---|---:|---:|"]
-    for (m, v, t), (hit, n) in sorted(per.items()):
-        lines.append(f"| {m} | {v} | {t} | {100 * hit / n:.0f}% | {n} |")
+    for (m, v, t), (inside, n) in sorted(per.items()):
+        lines.append(f"| {m} | {v} | {t} | {100 * inside / n:.0f}% | {n} |")
     return lines
 
 
