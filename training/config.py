@@ -36,12 +36,13 @@ class ModelSection:
 class CurateConfig:
     real_tasks: list[str] = _help(
         "Registered gym tasks whose *training* split is used (test targets never become training targets).",
-        lambda: ["steplaw-dense-v1", "steplaw-moe-v1", "admire-ift-v1", "regmix-v1", "hwgpt-arch-v1"],
+        lambda: ["steplaw-dense-v1", "steplaw-moe-v1", "admire-ift-v1", "regmix-v1", "hwgpt-arch-v1",
+                 "nanolm-pretrain-v1", "nanogrpo-v1"],
     )
     augment_per_experiment: int = _help("Augmented copies per real training experiment.", 6)
     synthetic_tasks: int = _help("Synthetic tasks drawn from the LLM-like landscape prior.", 200)
     synthetic_families: list[str] = _help(
-        "Synthetic families to draw from: lr_bs, generic, mixture.", lambda: ["lr_bs", "generic", "mixture"]
+        "Synthetic families to draw from: lr_bs, generic, mixture, drift.", lambda: ["lr_bs", "generic", "mixture", "drift"]
     )
     max_queries: int = _help("Candidates scored per training state (the best rows are always kept).", 64)
     sparse_prob: float = _help("Probability that an experiment uses a sparse history.", 0.5)
@@ -51,9 +52,11 @@ class CurateConfig:
             raise ConfigError(f"curate.augment_per_experiment must be >= 1, got {self.augment_per_experiment}")
         if not 0.0 <= self.sparse_prob <= 1.0:
             raise ConfigError(f"curate.sparse_prob must be in [0, 1], got {self.sparse_prob}")
-        unknown = set(self.synthetic_families) - {"lr_bs", "generic", "mixture"}
+        from training.synthetic import FAMILIES
+
+        unknown = set(self.synthetic_families) - set(FAMILIES)
         if unknown:
-            raise ConfigError(f"curate.synthetic_families has unknown families {sorted(unknown)}; use lr_bs, generic, mixture")
+            raise ConfigError(f"curate.synthetic_families has unknown families {sorted(unknown)}; use {', '.join(FAMILIES)}")
 
 
 @dataclass

@@ -17,6 +17,12 @@ widened with tasks drawn from three families (all deterministic in their seed):
     Data mixtures over 5-20 components: the loss is a weighted log-sum of component weights with
     interactions; the ideal weights drift with the model size; 2-4 cells of Dirichlet-drawn mixtures, with
     many mixtures shared between cells (as in ADMIRE and RegMix).
+``drift``
+    2-6 parameters over a two-axis (N, D) ladder of 3-6 cells, for drifts beyond one power law: the optimum
+    moves along the log-fidelity with a straight, saturating or turning (non-monotone) path per coordinate,
+    some parameters are irrelevant (no curvature), two interact (a rotated valley), the noise is drawn
+    per task, an ``lr``-role coordinate has a divergence wall that moves with the optimum (runs beyond it
+    score 7.0, as diverged runs are logged), and each cell is a sparse random sweep of 8-60 runs.
 """
 
 from __future__ import annotations
@@ -31,7 +37,7 @@ from autollm_sampler.space import CategoricalParam, FloatParam, IntParam, Search
 
 __all__ = ["FAMILIES", "make_synthetic"]
 
-FAMILIES = ("lr_bs", "generic", "mixture")
+FAMILIES = ("lr_bs", "generic", "mixture", "drift")
 
 
 def make_synthetic(family: str, seed: int) -> TabularTask:
@@ -45,6 +51,8 @@ def make_synthetic(family: str, seed: int) -> TabularTask:
         return _generic(rng, seed)
     if family == "mixture":
         return _mixture(rng, seed)
+    if family == "drift":
+        return _drift(rng, seed)
     raise ValueError(f"unknown synthetic family {family!r}; use one of {FAMILIES}")
 
 
@@ -180,3 +188,59 @@ def _mixture(rng: np.random.Generator, seed: int) -> TabularTask:
         cells.append(Cell(name=f"size={size:.3g}", fidelity={"n_params": size}, space=space, configs=configs,
                           values=np.array(values), costs=np.full(len(values), size)))
     return TabularTask(f"synthetic-mixture-{seed}", cells, _meta("synthetic data mixture", space.direction))
+
+
+def _drift(rng: np.random.Generator, seed: int) -> TabularTask:
+    d = int(rng.integers(2, 7))
+    params: dict[str, Any] = {"lr": FloatParam(low=1e-5, high=1e-1, log=True, role="lr")}
+    others = ["weight_decay", "warmup", "width", "depth", "dropout", "other", "batch_size"]
+    for i in range(1, d):
+        role = str(rng.choice(others))
+        kind = rng.choice(["float", "int", "cat"])
+        if kind == "float":
+            params[f"p{i}_{role}"] = FloatParam(low=0.0, high=1.0, role=role)
+        elif kind == "int":
+            params[f"p{i}_{role}"] = IntParam(low=0, high=int(rng.integers(8, 65)), role=role)
+        else:
+            params[f"p{i}_{role}"] = CategoricalParam(choices=tuple(float(2**j) for j in range(int(rng.integers(3, 7)))), role=role)
+    space = SearchSpace(params=params)
+    W = space.width
+    lr_dim = 0  # "lr" is the first parameter, one coordinate
+    centre0 = rng.uniform(0.25, 0.75, W)
+    total = rng.normal(0, 0.15, W)  # how far each coordinate's optimum moves from the cheapest to the target scale
+    shape = rng.choice(["straight", "saturating", "turning"], W)
+    curv = np.exp(rng.normal(0, 0.5, W)) * rng.uniform(1.0, 4.0)
+    curv[rng.random(W) < 0.3] = 0.0  # irrelevant coordinates
+    curv[lr_dim] = max(curv[lr_dim], 1.0)
+    inter = rng.uniform(-0.8, 0.8) * math.sqrt(curv[0] * curv[-1]) if W > 1 else 0.0
+    wall = rng.uniform(0.25, 0.45)  # unit-cube distance above the lr optimum where runs diverge
+    noise = float(np.exp(rng.uniform(math.log(0.001), math.log(0.02))))
+    n_levels = int(rng.integers(3, 7))
+    Ns = 1e8 * np.exp(np.sort(rng.uniform(0, math.log(30), n_levels)))
+    tpp = np.exp(rng.uniform(math.log(10), math.log(100), n_levels))
+    cells = []
+    for level in range(n_levels):
+        t = level / max(n_levels - 1, 1)  # 0 at the cheapest cell, 1 at the most expensive
+        path = np.where(shape == "straight", t, np.where(shape == "saturating", (1 - math.exp(-4 * t)) / (1 - math.exp(-4)),
+                                                            4 * t * (1 - t) + 0.3 * t))
+        centre = np.clip(centre0 + total * path, 0.05, 0.95)
+        N, D = float(Ns[level]), float(Ns[level] * tpp[level])
+        floor = 1.9 + 0.5 * (N / 1e8) ** -0.3 + 0.5 * (D / 1e10) ** -0.3
+        configs, values, seen = [], [], set()
+        for _ in range(int(rng.integers(8, 61))):
+            c = space.sample(rng)
+            key = space.config_key(c)
+            if key in seen:
+                continue
+            seen.add(key)
+            u = space.to_unit(c)
+            x = u - centre
+            v = floor + float(np.sum(curv * x * x)) / W * 0.5 + (inter * x[0] * x[-1] / W if W > 1 else 0.0)
+            v *= 1 + rng.normal(0, noise)
+            if x[lr_dim] > wall:
+                v = 7.0
+            configs.append(c)
+            values.append(v)
+        cells.append(Cell(name=f"N={N:.4g},D={D:.4g}", fidelity={"n_params": N, "n_tokens": D}, space=space,
+                          configs=configs, values=np.array(values), costs=np.full(len(values), 6 * N * D)))
+    return TabularTask(f"synthetic-drift-{seed}", cells, _meta("synthetic drift: straight, saturating or turning"))

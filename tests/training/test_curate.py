@@ -171,6 +171,12 @@ def test_synthetic_families_build_valid_tasks(family: str, seed: int) -> None:
     if family == "lr_bs":
         assert all(set(c.space.names) == {"lr", "batch_size"} for c in task.cells)
         assert all(set(c.fidelity) == {"n_params", "n_tokens"} for c in task.cells)
+    if family == "drift":  # sparse sweeps on a two-axis ladder, an lr wall, the optimum moving
+        assert all(set(c.fidelity) == {"n_params", "n_tokens"} for c in task.cells)
+        assert all(c.space.params["lr"].role == "lr" and 1 <= len(c) <= 60 for c in task.cells)
+        assert any(np.any(c.values == 7.0) for c in task.cells) and all(np.any(c.values < 7.0) for c in task.cells)
+        best = [c.unit[int(np.argmin(c.values))] for c in sorted(task.cells, key=lambda c: c.cost)]
+        assert not np.allclose(best[0], best[-1])
 
 
 @pytest.mark.parametrize("family", FAMILIES)
@@ -190,7 +196,7 @@ def test_unknown_synthetic_family() -> None:
 
 def test_synthetic_curation_without_raw_data() -> None:
     specs = curate(_cfg([], synthetic=6))
-    assert [s.source.split(":")[1] for s in specs] == list(FAMILIES) * 2
+    assert [s.source.split(":")[1] for s in specs] == (list(FAMILIES) * 2)[:6]
     for s in specs[:3]:
         task, env = materialize(s)
         assert s.target == max(task.cells, key=lambda c: c.cost).name
