@@ -47,7 +47,19 @@ def build_parser() -> argparse.ArgumentParser:
             logging.getLogger(__name__).debug("skipping %s: %s", mod, exc)
             continue
         module.add_parser(sub)
+    _verbose_everywhere(sub)
     return parser
+
+
+def _verbose_everywhere(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    """``-v`` is accepted after any sub-command too (``autollm-sampler suggest ... -v``), with the same effect."""
+    for p in set(sub.choices.values()):
+        if not any("-v" in a.option_strings for a in p._actions):
+            p.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS,
+                           help="log at INFO level to stderr")
+        for a in p._actions:
+            if isinstance(a, argparse._SubParsersAction):
+                _verbose_everywhere(a)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -17,7 +17,7 @@ from autollm_sampler.agent._rationale import ordered_names
 from autollm_sampler.history import History, Trial, fidelity_key
 from autollm_sampler.space import SearchSpace, SimplexParam
 
-__all__ = ["describe_history", "describe_proposals", "fmt_fidelity", "fmt_params", "fmt_prediction", "fmt_value",
+__all__ = ["describe_history", "describe_proposals", "describe_roles", "fmt_fidelity", "fmt_params", "fmt_prediction", "fmt_value",
            "rationale_lines"]
 
 
@@ -69,8 +69,9 @@ def describe_history(history: History, space: SearchSpace, target: Mapping[str, 
     tkey = fidelity_key(target)
     cells = history.cells()
     if not history.trials:
-        return ["No history: the first proposals can only be informed guesses."]
-    lines = [f"History: {_n(len(history), 'trial')} in {_n(len(cells), 'fidelity cell')}; direction {space.direction}."]
+        return ["No history: the first proposals can only be informed guesses.", describe_roles(space)]
+    lines = [f"History: {_n(len(history), 'trial')} in {_n(len(cells), 'fidelity cell')}; direction {space.direction}.",
+             describe_roles(space)]
     ordered = sorted(cells.items(), key=lambda kv: _scale(dict(kv[0])))
     bests: list[tuple[dict[str, float], Trial]] = []
     for key, trials in ordered:
@@ -93,6 +94,16 @@ def describe_history(history: History, space: SearchSpace, target: Mapping[str, 
         lines.append(head)
     lines.extend(_trends(bests, space))
     return lines
+
+
+def describe_roles(space: SearchSpace) -> str:
+    """One line: what the agent takes each parameter to be (its role), and whether the space said so or the
+    role was read from the name; a wrong reading is fixed with ``"role": ...`` in the space."""
+    parts = []
+    for name, p in space.params.items():
+        how = "given" if p.role else "from the name"
+        parts.append(f"{name} -> {space.role_of(name)} ({how})")
+    return "Parameter roles: " + "; ".join(parts) + "."
 
 
 def _n(k: int, word: str) -> str:

@@ -10,7 +10,9 @@ prints a JSON list of proposals, each ``{"params": {...}, "predicted_value": flo
 
 * SPACE (``.yaml``/``.yml`` or ``.json``): ``{"direction": "minimize"|"maximize", "params": {NAME: {"type":
   "float"|"int", "low": .., "high": .., "log": bool, "step": ..} | {"type": "categorical", "choices": [..]} |
-  {"type": "simplex", "components": [..]}}}``.
+  {"type": "simplex", "components": [..]}}}``. Any parameter may add ``"role": ROLE`` (one of lr,
+  batch_size, weight_decay, warmup, width, depth, heads, mlp_ratio, mixture, kl_coef, temperature,
+  group_size, dropout, bias, other) to say what it is; without it the role is read from the name (``explain`` shows what was read).
 * HISTORY (``.jsonl`` or ``.csv``): one trial a line, ``{"params": {...}, "fidelity": {AXIS: number},
   "value": number, "state": "complete"|"failed"|"pruned"|"running"}``; in CSV, columns ``param:NAME`` (or
   bare names), ``fidelity:AXIS``, ``value``, ``state``. A trial without fidelity is a target trial. An
@@ -39,7 +41,7 @@ from autollm_sampler._io import JSONInputError, loads_json, path_name, read_text
 from autollm_sampler.exceptions import InvalidHistoryError, InvalidSpaceError, InvalidTrialError
 from autollm_sampler.history import History, Trial, check_params, fidelity_key, read_history
 from autollm_sampler.integrations._common import resolve_agent
-from autollm_sampler.integrations._explain import describe_history, describe_proposals
+from autollm_sampler.integrations._explain import describe_history, describe_proposals, fmt_fidelity
 from autollm_sampler.space import MAX_ERRORS_SHOWN, SearchSpace, check_plain_data
 
 __all__ = ["add_parser", "load_space", "load_history", "parse_target", "suggest"]
@@ -319,6 +321,10 @@ def _load_all(args: argparse.Namespace) -> tuple[SearchSpace, History, dict[str,
 
 def _cmd_suggest(args: argparse.Namespace) -> int:
     space, history, target = _load_all(args)
+    if logger.isEnabledFor(logging.INFO):  # -v: what was read, on stderr (stdout stays the JSON)
+        for line in describe_history(history, space, target):
+            logger.info("%s", line.strip())
+        logger.info("target: %s; agent: %s", fmt_fidelity(target) if target else "(no fidelity given)", args.agent)
     out = suggest(space, history, target, n=args.n, seed=args.seed, agent=args.agent)
     sys.stdout.write(json.dumps(out, indent=2 if args.pretty else None) + "\n")
     return 0
@@ -346,13 +352,26 @@ def _common_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--agent", default="default", metavar="default|classical|PATH|llm:DIR", help="which agent proposes (default: the shipped model; a text-LLM checkpoint folder or llm:<local model folder> also work)")
 
 
+def _plain(doc: str | None) -> str:
+    """A module docstring as terminal help: no reST literal markup, no ``::`` block marker."""
+    import re
+
+    text = re.sub(r"``(.+?)``", r"\1", doc or "", flags=re.S)
+    return re.sub(r"\n::\n", "\n", text).strip() + "\n"
+
+
 def add_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     """Add ``suggest`` and ``explain`` to the ``autollm-sampler`` command line."""
-    p = subparsers.add_parser("suggest", help="propose the next configurations as JSON", description=__doc__,
+    p = subparsers.add_parser("suggest", help="propose the next configurations as JSON", description=_plain(__doc__),
                               formatter_class=argparse.RawDescriptionHelpFormatter)
     _common_args(p)
     p.add_argument("--pretty", action="store_true", help="indent the JSON output")
     p.set_defaults(func=_cmd_suggest)
-    e = subparsers.add_parser("explain", help="explain the evidence and the next proposals in words")
+    e = subparsers.add_parser(
+        "explain", help="explain the evidence and the next proposals in words",
+        description="Print, in words, what the history shows (cells, best runs, the trend of the optimum towards "
+        "the target, the roles read from the parameter names) and the next proposals with their predicted "
+        "outcome and reasons. Takes the same files and options as `suggest`; see `autollm-sampler suggest "
+        "--help` for the SPACE and HISTORY formats.")
     _common_args(e)
     e.set_defaults(func=_cmd_explain)

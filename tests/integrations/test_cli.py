@@ -205,3 +205,35 @@ def test_version(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as exc:
         main(["--version"])
     assert exc.value.code == 0 and capsys.readouterr().out.strip() == f"autollm-sampler {__version__}"
+
+
+def test_help_is_plain_text_and_names_every_role(capsys: pytest.CaptureFixture[str]) -> None:
+    from autollm_sampler.space import ROLES
+
+    for cmd in ("suggest", "explain"):
+        with pytest.raises(SystemExit):
+            main([cmd, "--help"])
+        out = capsys.readouterr().out
+        assert "``" not in out and ":class:" not in out
+        if cmd == "suggest":
+            assert '"role": ROLE' in out and all(r in out for r in ROLES)
+        else:
+            assert "same files and options as `suggest`" in " ".join(out.split())
+
+
+def test_verbose_after_the_subcommand_logs(files: dict[str, Path]) -> None:
+    # a fresh process, so the root logger is configured as a user's shell would have it
+    argv = [sys.executable, "-m", "autollm_sampler.cli", "suggest", "--space", str(files["space.yaml"]),
+            "--history", str(files["h.jsonl"]), "--target", "n_params=1e9", "--agent", "classical"]
+    quiet = subprocess.run(argv, capture_output=True, text=True, check=True)
+    loud = subprocess.run([*argv, "-v"], capture_output=True, text=True, check=True)
+    assert "INFO" not in quiet.stderr
+    assert "Parameter roles: lr -> lr" in loud.stderr and "History: 3 trials" in loud.stderr
+    assert json.loads(loud.stdout) and json.loads(quiet.stdout)
+
+
+def test_explain_shows_the_roles_and_where_they_came_from(files: dict[str, Path], capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["explain", "--space", str(files["space.yaml"]), "--history", str(files["h.jsonl"]),
+                 "--target", "n_params=1e9"]) == 0
+    out = capsys.readouterr().out
+    assert "Parameter roles: lr -> lr (from the name); batch_size -> batch_size (from the name); mix -> mixture" in out
