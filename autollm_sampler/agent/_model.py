@@ -483,10 +483,11 @@ class TransformerAgent(Agent):
         if len(ev.units):
             ev.mu = sign * self.score(history, space, target, ev.units, base=base)[2]
         mu_c, sd_c = correct(sign * value, std, units, ev)
-        if len(ev.y) == 0 or (n == 1 and not len(pending_units)):
+        if n == 1 and not len(pending_units):
             return sign * mu_c, sd_c, select(score, mu_c, sd_c, units, ev, pending_units, n)
         # several at once, or others running: each next pick sees the earlier picks and the running runs as
-        # if they had returned what is predicted for them (a "believer"), so its uncertainty there is spent
+        # if they had returned what is predicted for them (a "believer"), so its uncertainty there is spent;
+        # with no target run yet the first pick is the policy's and the next ones follow the believed evidence
         runs = len(ev.y) + len(ev.bad_units)
         believed_u, believed_y, believed_mu = [], [], []
         if len(pending_units):
@@ -495,12 +496,18 @@ class TransformerAgent(Agent):
             believed_u, believed_y, believed_mu = list(pending_units), list(cp), list(mp)
         order: list[int] = []
         mu_j, sd_j = mu_c, sd_c
+        ev_j = ev
+        if believed_u:
+            ev_j = TargetEvidence(units=np.concatenate([ev.units, np.stack(believed_u)]),
+                                  y=np.concatenate([ev.y, believed_y]), mu=np.concatenate([ev.mu, believed_mu]),
+                                  bad_units=ev.bad_units, upward=ev.upward)
+            _, sd_j = correct(sign * value, std, units, ev_j)
         for _ in range(n):
             if len(order) == len(units):  # fewer candidates than asked for: repeat the last
                 order.append(order[-1])
                 continue
-            i = select(score, mu_j, sd_j, units, ev, pending_units, 1, exclude=order, runs=runs,
-                       picked=units[order])[0]
+            i = select(score, mu_j, sd_j, units, ev_j, pending_units, 1, exclude=order,
+                       runs=max(runs + len(believed_u), 1), picked=units[order])[0]
             order.append(i)
             believed_u.append(units[i])
             believed_y.append(mu_c[i])
