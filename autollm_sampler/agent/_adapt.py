@@ -61,7 +61,7 @@ ADAPT_SPEC: dict[str, float] = {
     "diverged_scales": 10.0,  # ... and so does one this many cheap-cell spreads above the nearest cheap cell's best
     "diverged_rel": 0.2,  # ... when that is also this share of the best's magnitude above it (a loss wall)
     "fail_radius": 0.08,  # failure influence radius, in unit-cube distance / sqrt(width)
-    "upward_reach": 3.0,  # the one-sided (learning-rate) failure region is this much wider in the other coordinates
+    "upward_reach": 10.0,  # the one-sided (learning-rate) failure region is this much wider in the other coordinates
     "batch_radius": 0.05,  # pending / picked points push candidates within this radius away
     "policy_weight": 0.05,  # the least weight of the policy's log-probability in the acquisition
     "policy_prior": 1.0,  # the policy as a prior on the acquisition: its log-probability weighs this much ...
