@@ -503,8 +503,8 @@ class TransformerAgent(Agent):
                                   bad_units=ev.bad_units, upward=ev.upward)
             _, sd_j = correct(sign * value, std, units, ev_j)
         for _ in range(n):
-            if len(order) == len(units):  # fewer candidates than asked for: repeat the last
-                order.append(order[-1])
+            if len(order) == len(units):  # fewer candidates than asked for: repeat the last, as select does
+                order.append(order[-1] if order else 0)
                 continue
             i = select(score, mu_j, sd_j, units, ev_j, pending_units, 1, exclude=order,
                        runs=max(runs + len(believed_u), 1), picked=units[order])[0]

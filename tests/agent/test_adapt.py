@@ -203,3 +203,20 @@ def test_with_target_runs_a_batch_spends_its_uncertainty_once() -> None:
     assert task.space.config_key(nxt.params) not in keys
     alone = agent.propose(hist, task.space, task.target, seed=1)[0]
     assert task.space.config_key(alone.params) == task.space.config_key(batch[0].params)
+
+
+@pytest.mark.skipif(not (DEFAULT_CHECKPOINT / "model.safetensors").exists(), reason="no shipped checkpoint")
+def test_a_batch_larger_than_the_untried_grid_repeats_like_a_single_pick() -> None:
+    from autollm_sampler.space import SearchSpace
+
+    space = SearchSpace.from_dict({"params": {"lr": {"type": "categorical", "choices": [1e-4, 1e-3, 1e-2]}}})
+    target = {"n_params": 1e9}
+    cheap = [Trial(id=f"c{i}", params={"lr": lr}, fidelity={"n_params": 1e8}, value=v)
+             for i, (lr, v) in enumerate(((1e-4, 3.2), (1e-3, 3.0), (1e-2, 3.4)))]
+    hist = History(trials=[*cheap, Trial(id="t0", params={"lr": 1e-3}, fidelity=target, value=2.7)])
+    agent = load_agent("default")
+    agent.strict = True
+    props = agent.propose(hist, space, target, n=4, seed=0)
+    assert len(props) == 4
+    lrs = [p.params["lr"] for p in props]
+    assert set(lrs[:2]) == {1e-4, 1e-2}  # the two untried ones first, then repeats
