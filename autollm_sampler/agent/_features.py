@@ -282,12 +282,13 @@ def encode(
             continue
         trials.append(t)
         units.append(project(t.params))
-    is_tgt = np.array([(not t.fidelity) or fidelity_key(t.fidelity) == tkey for t in trials], dtype=bool)
+    # each trial's cell key, once (a trial without fidelity is a target run)
+    cell_keys = [fidelity_key(t.fidelity) if t.fidelity else tkey for t in trials]
+    is_tgt = np.array([k == tkey for k in cell_keys], dtype=bool)
 
     # --- group by cell; failed runs count as worse than the worst observed
     by_cell: dict[Any, list[int]] = {}
-    for i, t in enumerate(trials):
-        key = tkey if is_tgt[i] else fidelity_key(t.fidelity)
+    for i, key in enumerate(cell_keys):
         by_cell.setdefault(key, []).append(i)
     n = len(trials)
     loss = np.zeros(n)
@@ -354,7 +355,7 @@ def encode(
     cell_deltas: dict[Any, np.ndarray] = {}
     for row, i in enumerate(keep):
         t = trials[i]
-        ck = tkey if is_tgt[i] else fidelity_key(t.fidelity)
+        ck = cell_keys[i]
         if ck not in cell_deltas:
             cell_deltas[ck] = np.zeros(F_AX) if is_tgt[i] else _deltas(t.fidelity, target, axes)
         dl = cell_deltas[ck]
