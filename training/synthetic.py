@@ -28,6 +28,7 @@ widened with tasks drawn from three families (all deterministic in their seed):
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -54,6 +55,19 @@ def make_synthetic(family: str, seed: int) -> TabularTask:
     if family == "drift":
         return _drift(rng, seed)
     raise ValueError(f"unknown synthetic family {family!r}; use one of {FAMILIES}")
+
+
+def _distinct_samples(space: SearchSpace, rng: np.random.Generator, n: int) -> Iterator[tuple[dict[str, Any], np.ndarray]]:
+    """``n`` random draws from ``space``, repeats skipped, each with its unit-cube point. Lazy, so the caller's
+    own draws from ``rng`` (noise) interleave with the sampling as they did when this loop was inline."""
+    seen: set[Any] = set()
+    for _ in range(n):
+        c = space.sample(rng)
+        key = space.config_key(c)
+        if key in seen:
+            continue
+        seen.add(key)
+        yield c, space.to_unit(c)
 
 
 def _meta(desc: str, direction: str = "minimize") -> TaskMetadata:
@@ -139,14 +153,7 @@ def _generic(rng: np.random.Generator, seed: int) -> TabularTask:
         base = 3.0 - 0.2 * level
         n = int(rng.integers(60, 251))
         configs, values = [], []
-        seen = set()
-        for _ in range(n):
-            c = space.sample(rng)
-            key = space.config_key(c)
-            if key in seen:
-                continue
-            seen.add(key)
-            u = space.to_unit(c)
+        for c, u in _distinct_samples(space, rng, n):
             v = base + float(np.sum(curv * (u - centre) ** 2)) / space.width
             v += float(np.sum(amp * np.cos(6 * (bumps @ (u - centre)))))
             v *= 1 + rng.normal(0, noise)
@@ -226,14 +233,8 @@ def _drift(rng: np.random.Generator, seed: int) -> TabularTask:
         centre = np.clip(centre0 + total * path, 0.05, 0.95)
         N, D = float(Ns[level]), float(Ns[level] * tpp[level])
         floor = 1.9 + 0.5 * (N / 1e8) ** -0.3 + 0.5 * (D / 1e10) ** -0.3
-        configs, values, seen = [], [], set()
-        for _ in range(int(rng.integers(8, 61))):
-            c = space.sample(rng)
-            key = space.config_key(c)
-            if key in seen:
-                continue
-            seen.add(key)
-            u = space.to_unit(c)
+        configs, values = [], []
+        for c, u in _distinct_samples(space, rng, int(rng.integers(8, 61))):
             x = u - centre
             v = floor + float(np.sum(curv * x * x)) / W * 0.5 + (inter * x[0] * x[-1] / W if W > 1 else 0.0)
             v *= 1 + rng.normal(0, noise)

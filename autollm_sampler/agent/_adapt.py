@@ -86,6 +86,14 @@ class TargetEvidence:
     def empty(self) -> bool:
         return len(self.y) == 0 and len(self.bad_units) == 0
 
+    def believing(self, units: Sequence[np.ndarray], y: Sequence[float], mu: Sequence[float]) -> TargetEvidence:
+        """This evidence plus runs taken to have returned ``y`` (where the model predicts ``mu``): pending and
+        just-picked configurations in a batch."""
+        if not len(units):
+            return self
+        return TargetEvidence(units=np.concatenate([self.units, np.stack(list(units))]), y=np.concatenate([self.y, y]),
+                              mu=np.concatenate([self.mu, mu]), bad_units=self.bad_units, upward=self.upward)
+
 
 def diverged_mask(y: np.ndarray, ref: float | None = None, scale: float | None = None) -> np.ndarray:
     """Complete runs that count as failures (loss walls such as 7.0 or 1e9): far above the other target
@@ -223,8 +231,7 @@ def select(score: np.ndarray, mu: np.ndarray, sigma: np.ndarray, units: np.ndarr
     taken = [pending_units] if len(pending_units) else []
     if picked is not None and len(picked):
         taken.append(picked)
-    if len(exclude):
-        base = base.copy()
+    if len(exclude):  # base is this call's own array (np.where / copy above)
         base[list(exclude)] = -np.inf
     r2 = ADAPT_SPEC["batch_radius"] ** 2
     for _ in range(min(n, len(score))):

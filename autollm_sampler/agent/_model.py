@@ -44,7 +44,7 @@ from typing import Any
 import numpy as np
 
 from autollm_sampler._io import sha256_of
-from autollm_sampler.agent._adapt import ADAPT_SPEC, TargetEvidence, correct, evidence, select, thin
+from autollm_sampler.agent._adapt import ADAPT_SPEC, correct, evidence, select, thin
 from autollm_sampler.agent._base import Agent, Proposal
 from autollm_sampler.agent._classical import tried_keys, tried_units, valid_units
 from autollm_sampler.agent._features import (
@@ -495,27 +495,20 @@ class TransformerAgent(Agent):
             cp, _ = correct(mp, np.full(len(mp), float(np.median(std))), pending_units, ev)
             believed_u, believed_y, believed_mu = list(pending_units), list(cp), list(mp)
         order: list[int] = []
-        mu_j, sd_j = mu_c, sd_c
-        ev_j = ev
-        if believed_u:
-            ev_j = TargetEvidence(units=np.concatenate([ev.units, np.stack(believed_u)]),
-                                  y=np.concatenate([ev.y, believed_y]), mu=np.concatenate([ev.mu, believed_mu]),
-                                  bad_units=ev.bad_units, upward=ev.upward)
-            _, sd_j = correct(sign * value, std, units, ev_j)
+        ev_j = ev.believing(believed_u, believed_y, believed_mu)
+        sd_j = correct(sign * value, std, units, ev_j)[1] if believed_u else sd_c
         for _ in range(n):
             if len(order) == len(units):  # fewer candidates than asked for: repeat the last, as select does
                 order.append(order[-1] if order else 0)
                 continue
-            i = select(score, mu_j, sd_j, units, ev_j, pending_units, 1, exclude=order,
+            i = select(score, mu_c, sd_j, units, ev_j, pending_units, 1, exclude=order,
                        runs=max(runs + len(believed_u), 1), picked=units[order])[0]
             order.append(i)
             believed_u.append(units[i])
             believed_y.append(mu_c[i])
             believed_mu.append(sign * value[i])
-            ev_j = TargetEvidence(units=np.concatenate([ev.units, np.stack(believed_u)]),
-                                  y=np.concatenate([ev.y, believed_y]), mu=np.concatenate([ev.mu, believed_mu]),
-                                  bad_units=ev.bad_units, upward=ev.upward)
-            _, sd_j = correct(sign * value, std, units, ev_j)
+            ev_j = ev.believing(believed_u, believed_y, believed_mu)
+            sd_j = correct(sign * value, std, units, ev_j)[1]
         return sign * mu_c, sd_c, order
 
     def _candidate_table(
