@@ -116,3 +116,25 @@ def test_coverage_table_counts_outcomes_inside_the_80_percent_interval() -> None
     recs = [{"method": "agent", "setting": "A", "history": "full", "task_id": "t", "steps": steps}]
     assert coverage_table(recs)[2] == "| agent | A-full | t | 67% | 3 |"
     assert coverage_table([{**recs[0], "steps": steps[3:4]}]) == []
+
+
+def test_steplaw_anchors_leave_out_missing_data_but_raise_a_bug_in_strict_mode(monkeypatch: pytest.MonkeyPatch) -> None:
+    from autollm_sampler.benchmark import _report
+    from autollm_sampler.exceptions import RawDataError
+
+    rows = [{"task_id": "steplaw-dense-v1", "setting": "A", "history": "full", "method": "agent", "gap_k1": 0.1,
+             "gap_k5": 0.0}]
+
+    def missing() -> None:
+        raise RawDataError("no raw files here")
+
+    def bug() -> None:
+        raise TypeError("a bug")
+
+    monkeypatch.setattr(_report, "_rule_anchor_gaps", missing)
+    out = _report.steplaw_anchors(rows)
+    assert out is not None and any("n/a (RawDataError)" in cell for row in out for cell in row)
+    monkeypatch.setattr(_report, "_rule_anchor_gaps", bug)
+    monkeypatch.setenv("AUTOLLM_STRICT", "1")
+    with pytest.raises(TypeError, match="a bug"):
+        _report.steplaw_anchors(rows)
