@@ -143,7 +143,7 @@ def param_counts(model: Any) -> tuple[int, int]:
 
 
 # -------------------------------------------------------------------------------------------- one run
-def train_one(job: dict[str, Any], grid: PretrainGrid, train_t: Any, val_t: Any) -> dict[str, Any]:
+def train_one(job: dict[str, Any], grid: Any, train_t: Any, val_t: Any) -> dict[str, Any]:
     """Train one model from scratch and return its validation loss and measured costs."""
     import torch
 
@@ -152,9 +152,10 @@ def train_one(job: dict[str, Any], grid: PretrainGrid, train_t: Any, val_t: Any)
     steps = max(1, job["n_tokens"] // (bs * seq))
     model = build_model(size, seq, job["seed"])
     n_params, n_total = param_counts(model)
+    # a job may carry its own weight decay and warmup (nanolm-pretrain-v2 varies the warmup)
     opt = torch.optim.AdamW(model.parameters(), lr=job["lr"], betas=(0.9, 0.95),
-                            weight_decay=grid.weight_decay)
-    warm = max(1, int(round(grid.warmup_frac * steps)))
+                            weight_decay=job.get("weight_decay", grid.weight_decay))
+    warm = max(1, int(round(job.get("warmup_frac", grid.warmup_frac) * steps)))
 
     def lr_factor(step: int) -> float:
         if step < warm:
@@ -199,7 +200,7 @@ def train_one(job: dict[str, Any], grid: PretrainGrid, train_t: Any, val_t: Any)
     }
 
 
-def evaluate(model: Any, val_t: Any, grid: PretrainGrid) -> float:
+def evaluate(model: Any, val_t: Any, grid: Any) -> float:
     """Mean next-byte loss over ``grid.val_windows`` evenly spaced, non-overlapping validation windows."""
     import torch
 
