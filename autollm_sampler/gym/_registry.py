@@ -120,6 +120,11 @@ def _ensure_builtin() -> None:
                       "(n_params, n_tokens) cells, val loss (min), CPU seconds; ships in the package",
                       nano.PRETRAIN_ROWS, nano.PRETRAIN_CELLS, needs_raw=False), overwrite=True)
     register(TaskSpec(nano.GRPO_ID, nano.build_grpo, "nanogrpo",
-                      "Project-made: GRPO on 2-digit addition, lr x KL coef x group size x temperature, "
+                      "Project-made (superseded by nanogrpo-v2): GRPO on 2-digit addition, lr x KL coef x group size x temperature, "
                       "n_params cells, held-out pass@1 (max), CPU seconds; ships in the package",
                       nano.GRPO_ROWS, nano.GRPO_CELLS, needs_raw=False), overwrite=True)
+    register(TaskSpec(nano.GRPO2_ID, nano.build_grpo_v2, "nanogrpo-v2",
+                      "Project-made: GRPO on 3-digit addition from pretrained+SFT policies, lr x KL coef x group "
+                      "size x temperature x clip range (32-point Sobol design), (n_params, rl_updates) cells, "
+                      "held-out pass@1 (max), CPU seconds; ships in the package",
+                      nano.GRPO2_ROWS, nano.GRPO2_CELLS, needs_raw=False), overwrite=True)

@@ -188,6 +188,10 @@ def seed_noise(by_config: dict[Any, dict[int, float]]) -> dict[str, Any]:
     if not diffs:
         return {"pairs": 0}
     mean = sum(diffs) / len(diffs)
-    return {"pairs": len(diffs), "mean_abs_diff": mean, "median_abs_diff": diffs[len(diffs) // 2],
+    median = diffs[len(diffs) // 2]
+    return {"pairs": len(diffs), "mean_abs_diff": mean, "median_abs_diff": median,
             "max_abs_diff": diffs[-1], "seed_sd_estimate": mean * math.sqrt(math.pi) / 2,
-            "note": "seed_sd_estimate = mean|d|*sqrt(pi)/2: the per-run sd if the two seeds are iid normal"}
+            "robust_sd_estimate": median / 0.9539,
+            "note": ("seed_sd_estimate = mean|d|*sqrt(pi)/2: the per-run sd if the two seeds are iid normal; "
+                     "robust_sd_estimate = median|d|/0.954, the same sd read from the median pair, which a "
+                     "few unstable configurations do not inflate")}

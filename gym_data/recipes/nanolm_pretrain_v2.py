@@ -153,6 +153,7 @@ def _cells(rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
         losses = sorted(c.pop("losses"))
         c["runs"] = len(losses)
         c["p90"] = losses[min(len(losses) - 1, int(0.9 * len(losses)))]
+        c["p90_gap"] = c["p90"] - losses[0]
         c["median"] = losses[len(losses) // 2]
     return cells
 

@@ -21,10 +21,11 @@ EXPECTED = {
     "hwgpt-arch-v1": (6000, 3),
     "nanolm-pretrain-v1": (240, 6),  # project-made, shipped in the package (tests/gym/test_nano_tasks.py)
     "nanogrpo-v1": (162, 3),
+    "nanogrpo-v2": (256, 8),
 }
 
 
-def test_the_five_tasks_are_registered() -> None:
+def test_every_task_is_registered() -> None:
     assert sorted(gym.list_ids()) == sorted(EXPECTED)
     for tid, spec in gym.registry().items():
         assert (spec.expected_rows, spec.expected_cells) == EXPECTED[tid]

@@ -1,4 +1,4 @@
-"""The two project-made tasks build from the tables shipped inside the package, with no raw data."""
+"""The project-made tasks build from the tables shipped inside the package, with no raw data."""
 
 from __future__ import annotations
 
@@ -13,7 +13,8 @@ from autollm_sampler.gym._checker import check_env, check_task
 from autollm_sampler.gym.recipes import nano
 
 TASKS = {nano.PRETRAIN_ID: (nano.PRETRAIN_ROWS, nano.PRETRAIN_CELLS),
-         nano.GRPO_ID: (nano.GRPO_ROWS, nano.GRPO_CELLS)}
+         nano.GRPO_ID: (nano.GRPO_ROWS, nano.GRPO_CELLS),
+         nano.GRPO2_ID: (nano.GRPO2_ROWS, nano.GRPO2_CELLS)}
 
 
 @pytest.mark.parametrize("tid", sorted(TASKS))
@@ -84,3 +85,56 @@ def test_env_contract_holds(tid: str) -> None:
 def test_unknown_project_table_is_a_clear_error() -> None:
     with pytest.raises(KeyError, match="not a project-made task"):
         nano.metadata("steplaw-dense-v1")
+    with pytest.raises(KeyError, match="not a project-made task"):
+        nano.informativeness("steplaw-dense-v1")
+
+
+def test_grpo_v2_table_matches_its_design() -> None:
+    task = gym.make(nano.GRPO2_ID)
+    meta = nano.metadata(nano.GRPO2_ID)
+    assert task.direction == "maximize" and task.fidelity_axes == ("n_params", "rl_updates")
+    assert len({c.fidelity["n_params"] for c in task.cells}) == 4
+    assert sorted({c.fidelity["rl_updates"] for c in task.cells}) == meta["design"]["eval_at"] == [40, 160]
+    configs = {tuple(sorted(c.items())) for c in task.cells[0].configs}
+    for cell in task.cells:
+        assert len(cell) == meta["design"]["n_configs"] == 32
+        assert {tuple(sorted(c.items())) for c in cell.configs} == configs  # one design shared by every cell
+        assert np.all((cell.values >= 0) & (cell.values <= 1)) and np.all(cell.costs > 0)
+        assert cell.space.role_of("temperature") == "temperature" and cell.space.role_of("clip_eps") == "other"
+    # the KL coefficient includes zero, and lr reaches values where GRPO collapses the policy (pass@1 < 0.05)
+    assert min(c["kl_coef"] for c in configs_as_dicts(task)) == 0.0
+    top = max(task.cells, key=lambda c: c.cost)
+    collapsed = [c["lr"] for c, v in zip(top.configs, top.values, strict=True) if v < 0.05]
+    assert collapsed and min(collapsed) > np.median([c["lr"] for c in top.configs])
+    # more updates help the best configuration in every size; the base is improved on
+    for n in {c.fidelity["n_params"] for c in task.cells}:
+        short, long_ = (next(c for c in task.cells if c.fidelity == {"n_params": n, "rl_updates": u})
+                        for u in (40, 160))
+        assert long_.optimum > short.optimum
+    assert all(c["best"]["accuracy"] > c["base_accuracy"] + 0.1 for c in meta["cells"].values())
+    rows = nano.runs(nano.GRPO2_ID)
+    assert len(rows) == meta["n_rows"] == task.n_rows + 8 * 4 * 2  # 8 repeat configs x 4 sizes x 2 evals
+    assert len(meta["base_policies"]) == 4 and meta["compute"]["total_cpu_s"] > meta["compute"]["grpo_train_cpu_s"]
+
+
+def configs_as_dicts(task: gym.TabularTask) -> list[dict[str, float]]:
+    return [c for cell in task.cells for c in cell.configs]
+
+
+def test_grpo_v2_informativeness_figures_are_what_the_table_gives() -> None:
+    info = nano.informativeness(nano.GRPO2_ID)
+    top = info["largest"]
+    task = gym.make(nano.GRPO2_ID)
+    cell = task.cell(top["cell"])
+    assert top["cell"] == max(task.cells, key=lambda c: c.cost).name and top["best"] == cell.optimum
+    assert top["p90"] == pytest.approx(cell.p90) and top["noise_pairs"] == 8 * 4 * 2
+    # the bar of the v2 issue: at the largest fidelity, p90 - best is at least 10x the run-to-run noise
+    assert top["p90_gap_over_noise"] >= 10
+    # no parameter's optimum sits at the edge of its range in every cell
+    assert not any(e["every_cell"] for e in info["edges"].values())
+    # one neighbour per fidelity axis; the figures are read from the table
+    assert [n["axis"] for n in info["neighbours"]] == ["n_params", "rl_updates"]
+    for nb in info["neighbours"]:
+        best = task.cell(nb["cell"]).configs[task.cell(nb["cell"]).best_index]
+        assert nb["best_config"] == best
+        assert nb["its_value_in_largest"] == cell.values[cell.find(best)]
