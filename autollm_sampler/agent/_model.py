@@ -434,19 +434,26 @@ class TransformerAgent(Agent):
                     units = np.concatenate([units, extra])
         if not untried:  # everything tried: allow repeats rather than fail
             untried = list(range(len(units)))
-        enc, score, value, std = self.score(history, space, target, units[untried], base=base)
+        # the extrapolated optimum is scored in the same pass (queries are independent), for the rationale
+        ex_unit = space.snap_unit_many(np.asarray(base.extrap, float)[None])
+        enc, score, value, std = self.score(history, space, target, np.concatenate([units[untried], ex_unit]), base=base)
+        model_at_extrap = float(value[-1])
+        score, value, std = score[:-1], value[:-1], std[:-1]
+        model_value = value.copy()  # the policy's own prediction at each candidate, before the correction
         if self.adapt and self.temperature == 0:
             value, std, order = self._adapt(history, space, target, base, units[untried], score, value, std, pending, n)
         else:
             order = self._select(score, n, rng)
         out = []
-        for j in order:
+        for b, j in enumerate(order):
             i = untried[j]
             out.append(Proposal(
                 params=configs[i] if configs is not None else space.from_unit(units[i]),
                 predicted_value=float(value[j]),
                 predicted_std=float(std[j]),
-                rationale=self._rationale(enc, space, target, units[i], float(value[j]), float(std[j]), history),
+                rationale=model_rationale(self, enc, space, target, units[i], float(value[j]), float(std[j]), history,
+                                          model_here=float(model_value[j]), model_at_extrap=model_at_extrap,
+                                          batch_index=b),
                 source="model",
             ))
         return out
@@ -536,8 +543,6 @@ class TransformerAgent(Agent):
         while len(picks) < n:
             picks.append(picks[-1] if picks else 0)
         return [int(i) for i in picks]
-
-    _rationale = model_rationale
 
 
 #: the files :meth:`TransformerAgent.load` reads (each must be listed in the manifest) and the manifest

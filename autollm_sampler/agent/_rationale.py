@@ -254,20 +254,11 @@ def _step_text(agent: Any, history: History, target: Mapping[str, float], batch_
 
 
 def model_rationale(agent: Any, enc: Encoded, space: SearchSpace, target: Mapping[str, float], u: np.ndarray,
-                    value: float, std: float, history: History) -> str:
-    """``TransformerAgent._rationale``: :func:`explain_choice` with the model's predictions and the chosen step.
-
-    Proposals of one ``propose`` call share ``enc``; the extrapolated optimum's prediction is computed once
-    per call and the position in the batch is counted from it.
+                    value: float, std: float, history: History, *, model_here: float, model_at_extrap: float,
+                    batch_index: int) -> str:
+    """The rationale of a :class:`TransformerAgent` proposal: :func:`explain_choice` with the model's own
+    predictions (``model_here`` at the proposal, ``model_at_extrap`` at the extrapolated optimum, both from
+    the pass that scored the candidates) and the step that chose it (``batch_index``: its place in the batch).
     """
-    memo = getattr(agent, "_rationale_memo", None)
-    if memo is None or memo[0] is not enc:
-        ex_unit = space.snap_unit_many(np.asarray(enc.extrap, float)[None])
-        at_extrap = float(agent.score(history, space, target, ex_unit, base=enc)[2][0])
-        memo = [enc, 0, at_extrap]
-    else:
-        memo[1] += 1
-    agent._rationale_memo = memo
-    here = float(agent.score(history, space, target, np.asarray(u, float)[None], base=enc)[2][0])
-    return explain_choice(enc, space, target, u, value, std, history, model_here=here, model_at_extrap=memo[2],
-                          step=_step_text(agent, history, target, memo[1]))
+    return explain_choice(enc, space, target, u, value, std, history, model_here=model_here,
+                          model_at_extrap=model_at_extrap, step=_step_text(agent, history, target, batch_index))
