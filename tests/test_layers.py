@@ -36,7 +36,8 @@ ALLOWED = {
     "torch": {"agent/_net.py", "agent/_llm.py", "gym/recipes/hwgpt.py", "gym/bench_build.py", "agent/bench_latency.py"},
     "transformers": {"agent/_net.py", "agent/_llm.py"},
     "peft": {"agent/_llm.py"},
-    "optuna": {"integrations/optuna.py"},
+    "optuna": {"integrations/optuna.py", "integrations/_optuna_claims.py", "integrations/_optuna_fidelity.py",
+               "integrations/_optuna_history.py", "integrations/_optuna_space.py"},
     "ray": {"integrations/ray.py"},
 }
 

@@ -1,4 +1,5 @@
-"""Pieces shared by every integration: agent resolution, target checks, seeds and the cost-aware schedule.
+"""Pieces shared by every integration: agent resolution, target checks, seeds, the cost-aware schedule, and
+:class:`SamplerCore`, the state the Optuna, Ray and ask/tell frontends each hold and delegate to.
 
 Nothing here imports Optuna or Ray, so the ask/tell object and the CLI stay light.
 """
@@ -8,7 +9,7 @@ from __future__ import annotations
 import logging
 import math
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,6 +30,13 @@ __all__ = [
     "NEAR_TARGET_RTOL",
     "parse_levels",
     "resolve_agent",
+    "SamplerCore",
+    "RECOMMEND_KEY",
+    "EXPLAIN_KEY",
+    "check_agent_spec",
+    "check_seed",
+    "same_fidelity",
+    "short_repr",
 ]
 
 logger = logging.getLogger(__name__)
@@ -109,6 +117,19 @@ def check_target(fidelity: Sequence[str], target: Mapping[str, float] | None) ->
             raise ValueError(f"target[{a!r}] is {v!r}; it must be a finite number")
         out[a] = float(v)
     return out
+
+
+def check_seed(seed: object) -> int | None:
+    """``seed`` as an int (or ``None``); a bool, float, string or other object is a ``ValueError``."""
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer))):
+        raise ValueError(f"seed must be an int or None, got {seed!r}")
+    return None if seed is None else int(seed)
+
+
+def short_repr(x: Any, limit: int = 80) -> str:
+    """``repr(x)``, cut to ``limit`` characters (messages stay short whatever the user stored)."""
+    r = repr(x)
+    return r if len(r) <= limit else r[: limit - 3] + "..."
 
 
 def finite_or_none(x: Any) -> float | None:
@@ -284,3 +305,125 @@ class CostSchedule:
             f"Cost-aware: runs at {what} ({lv.name}, cost {lv.cost:.4g}); {spent:.4g} of the budget "
             f"{self.budget:.4g} was spent or committed before this run."
         )
+
+
+#: ``SamplerCore.seed_for`` keys of the proposals that are not trials: the recommendation and the explanation.
+RECOMMEND_KEY = 2**31 - 1
+EXPLAIN_KEY = 2**31 - 2
+
+_LEVELS_NEED_AXES = "fidelity_levels= needs fidelity=(axis, ...) and target= as well; name the fidelity axes"
+
+
+class SamplerCore:
+    """What the Optuna, Ray and ask/tell frontends share: the fidelity axes and target, the cost-aware
+    schedule, the agent and the seed.
+
+    Each frontend holds one (``_core``) and delegates to it, so the ``fidelity=`` / ``target=`` /
+    ``fidelity_levels=`` / ``budget=`` / ``agent=`` checks, the agent's loading and the budget bookkeeping
+    are written once. The agent is resolved on first use (:meth:`load_agent` resolves it now) and is left out
+    of a pickle unless it was given as an :class:`Agent` object: it is resolved again from its name or path.
+
+    Raises:
+        ValueError: on inconsistent arguments (the message names both and the fix); ``levels_need`` is the
+            message when ``fidelity_levels=`` comes without fidelity axes.
+        TypeError: if ``agent`` is neither an :class:`Agent` nor a string / path.
+
+    Example:
+        >>> core = SamplerCore(("n",), {"n": 10}, agent="classical", seed=0,
+        ...                    fidelity_levels=[{"n": 1, "cost": 1.0}, {"n": 10, "cost": 10.0}])
+        >>> core.target, core.schedule.budget, core.level_cost({"n": 1.0})
+        ({'n': 10.0}, 50.0, 1.0)
+    """
+
+    def __init__(
+        self,
+        fidelity: Sequence[str] | str = (),
+        target: Mapping[str, float] | None = None,
+        *,
+        agent: AgentSpec = "default",
+        seed: int | None = None,
+        fidelity_levels: Sequence[Mapping[str, Any]] | None = None,
+        budget: float | None = None,
+        low_fidelity_share: float = 0.4,
+        levels_need: str = _LEVELS_NEED_AXES,
+    ) -> None:
+        self.axes: tuple[str, ...] = (fidelity,) if isinstance(fidelity, str) else tuple(fidelity)
+        if fidelity_levels is not None and not self.axes:
+            raise ValueError(levels_need)
+        if budget is not None and fidelity_levels is None:
+            raise ValueError("budget= only applies to the cost-aware mode; pass fidelity_levels= too, or drop budget=")
+        self.target: dict[str, float] = check_target(self.axes, target)
+        self.schedule: CostSchedule | None = None
+        if fidelity_levels is not None:
+            self.schedule = CostSchedule(
+                parse_levels(fidelity_levels, self.axes), target=self.target, budget=budget,
+                low_fidelity_share=low_fidelity_share,
+            )
+        self.agent_spec: AgentSpec = check_agent_spec(agent)
+        self._agent: Agent | None = agent if isinstance(agent, Agent) else None
+        self.seed: int | None = None if seed is None else int(seed)
+        self.seed_base: int = self.seed if self.seed is not None else fresh_seed()
+
+    # ------------------------------------------------------------------ agent
+    @property
+    def agent(self) -> Agent:
+        """The agent, resolved from ``agent=`` on first use (``"default"`` may fall back to classical)."""
+        return self.load_agent()
+
+    def load_agent(self) -> Agent:
+        """Resolve the agent now if it is not yet (an explicit checkpoint that cannot load raises here)."""
+        if self._agent is None:
+            self._agent = resolve_agent(self.agent_spec)
+        return self._agent
+
+    def set_agent_spec(self, agent: AgentSpec) -> None:
+        """Use another ``agent=`` from now on (resolved on first use)."""
+        self.agent_spec = check_agent_spec(agent)
+        self._agent = agent if isinstance(agent, Agent) else None
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        if not isinstance(self.agent_spec, Agent):
+            state["_agent"] = None  # resolved again from its name or path when used
+        return state
+
+    # ------------------------------------------------------------------ seeds, target
+    def seed_for(self, *keys: int) -> int:
+        """The seed of one proposal step (``keys``, e.g. the trial number); see :func:`derive_seed`."""
+        return derive_seed(self.seed_base, *keys)
+
+    def reseed(self) -> None:
+        """Draw a fresh seed base (the proposals that follow are no longer reproducible)."""
+        self.seed_base = fresh_seed()
+
+    def is_target(self, fidelity: Mapping[str, float]) -> bool:
+        """Whether ``fidelity`` (every axis given) is the target."""
+        return same_fidelity(fidelity, self.target)
+
+    # ------------------------------------------------------------------ cost-aware mode
+    def require_schedule(self, what: str, fix: str = "pass fidelity_levels=[...]") -> CostSchedule:
+        """The schedule, or a ``ValueError`` saying that ``what()`` needs the cost-aware mode."""
+        if self.schedule is None:
+            raise ValueError(f"{what}() needs the cost-aware mode; {fix}")
+        return self.schedule
+
+    def level_cost(self, fidelity: Mapping[str, float]) -> float | None:
+        """The cost of one run at ``fidelity`` when it is one of the levels, else (or without levels) ``None``."""
+        if self.schedule is None:
+            return None
+        level = self.schedule.level_of(fidelity)
+        return self.schedule.levels[level].cost if level is not None else None
+
+    def spent_by_level(self, runs: Iterable[tuple[Mapping[str, float] | None, float | None]]) -> dict[int | None, float]:
+        """Budget spent per level index (``None``: runs at no level) by ``(fidelity, cost)`` pairs.
+
+        A run without a cost spends its level's cost (nothing at no level); a fidelity of ``None`` (unreadable)
+        is at no level, an empty one at the target. Cost-aware mode only.
+        """
+        schedule = self.require_schedule("spent_by_level")
+        spent: dict[int | None, float] = {}
+        for fid, cost in runs:
+            level = None if fid is None else (schedule.level_of(fid) if fid else schedule.target_index)
+            c = cost if cost is not None else (schedule.levels[level].cost if level is not None else 0.0)
+            spent[level] = spent.get(level, 0.0) + c
+        return spent

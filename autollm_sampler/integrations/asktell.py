@@ -32,15 +32,12 @@ from autollm_sampler.agent import Agent, Proposal
 from autollm_sampler.exceptions import InvalidHistoryError, InvalidTrialError
 from autollm_sampler.history import History, Trial, TrialState, fidelity_key
 from autollm_sampler.integrations._common import (
+    EXPLAIN_KEY,
+    RECOMMEND_KEY,
     AgentSpec,
-    CostSchedule,
-    check_agent_spec,
+    SamplerCore,
     check_target,
-    derive_seed,
     finite_or_none,
-    fresh_seed,
-    parse_levels,
-    resolve_agent,
     same_fidelity,
 )
 from autollm_sampler.integrations._explain import describe_history, describe_proposals
@@ -123,20 +120,13 @@ class AskTell:
             space = load_space(space)
         self.space = space if isinstance(space, SearchSpace) else SearchSpace.from_dict(space)
         axes = tuple(target) if target else ()
-        self.target = check_target(axes, target) if axes else {}
-        self._axes = axes
-        if fidelity_levels is not None and not axes:
-            raise ValueError("fidelity_levels= needs target= (whose keys name the fidelity axes)")
-        if budget is not None and fidelity_levels is None:
-            raise ValueError("budget= only applies to the cost-aware mode; pass fidelity_levels= too, or drop budget=")
-        self._schedule = (
-            CostSchedule(parse_levels(fidelity_levels, axes), target=self.target, budget=budget, low_fidelity_share=low_fidelity_share)
-            if fidelity_levels is not None
-            else None
+        if axes:
+            check_target(axes, target)  # a bad target is reported before the other arguments, as it always was
+        self._core = SamplerCore(
+            axes, target if axes else None, agent=agent, seed=seed, fidelity_levels=fidelity_levels, budget=budget,
+            low_fidelity_share=low_fidelity_share, levels_need="fidelity_levels= needs target= (whose keys name the fidelity axes)",
         )
-        self._agent_spec = check_agent_spec(agent)
-        self._agent: Agent | None = agent if isinstance(agent, Agent) else None
-        self._seed_base = int(seed) if seed is not None else fresh_seed()
+        self._axes = axes
         self._history = History(fidelity_axes=axes)
         if history is not None:
             self.add_history(history)
@@ -144,9 +134,12 @@ class AskTell:
     # ------------------------------------------------------------------ properties
     @property
     def agent(self) -> Agent:
-        if self._agent is None:
-            self._agent = resolve_agent(self._agent_spec)
-        return self._agent
+        return self._core.agent
+
+    @property
+    def target(self) -> dict[str, float]:
+        """The target fidelity, one value per axis (``{}`` without a target)."""
+        return self._core.target
 
     @property
     def history(self) -> History:
@@ -238,7 +231,7 @@ class AskTell:
             pending = [t.params for t in self.pending if fidelity_key(t.fidelity) == tkey]
             done = History(fidelity_axes=self._history.fidelity_axes, trials=[t for t in self._history.trials if t.state != "running"])
             tid = self._history.next_id()
-            prop = self.agent.propose(done, self.space, fid, n=1, seed=derive_seed(self._seed_base, int(tid) if isinstance(tid, int) else len(self._history)), pending=pending)[0]
+            prop = self.agent.propose(done, self.space, fid, n=1, seed=self._core.seed_for(int(tid) if isinstance(tid, int) else len(self._history)), pending=pending)[0]
             why = prop.rationale + (f" {note}" if note else "")
             s = Suggestion(tid, dict(prop.params), fid, finite_or_none(prop.predicted_value), finite_or_none(prop.predicted_std), why, prop.source, cost)
             attrs = {"predicted_value": s.predicted_value, "predicted_std": s.predicted_std, "rationale": why, "source": s.source}
@@ -282,7 +275,7 @@ class AskTell:
         b = self.best()
         if b is not None:
             return Suggestion(b.id, dict(b.params), dict(b.fidelity), b.value, 0.0, f"Best completed target trial {b.id!r}.", "observed")
-        prop = self.agent.propose(self._history, self.space, self.target, n=1, seed=derive_seed(self._seed_base, 2**31 - 1))[0]
+        prop = self.agent.propose(self._history, self.space, self.target, n=1, seed=self._core.seed_for(RECOMMEND_KEY))[0]
         return Suggestion("recommendation", dict(prop.params), dict(self.target), finite_or_none(prop.predicted_value),
                           finite_or_none(prop.predicted_std), prop.rationale, prop.source)
 
@@ -290,41 +283,33 @@ class AskTell:
         """The evidence and the next ``n`` proposals for the target, in words (nothing is recorded)."""
         lines = describe_history(self._history, self.space, self.target)
         props: list[Proposal] = self.agent.propose(
-            self._history, self.space, self.target, n=n, seed=derive_seed(self._seed_base, 2**31 - 2),
+            self._history, self.space, self.target, n=n, seed=self._core.seed_for(EXPLAIN_KEY),
             pending=[t.params for t in self.pending],
         )
         return "\n".join(lines + describe_proposals(props, self.target))
 
     # ------------------------------------------------------------------ cost-aware mode
     def _spent(self) -> dict[int | None, float]:
-        assert self._schedule is not None
-        spent: dict[int | None, float] = {}
-        for t in self._history.trials:
-            level = self._schedule.level_of(t.fidelity)
-            c = t.cost if t.cost is not None else (self._schedule.levels[level].cost if level is not None else 0.0)
-            spent[level] = spent.get(level, 0.0) + c
-        return spent
+        return self._core.spent_by_level((t.fidelity, t.cost) for t in self._history.trials)
 
     def budget_left(self) -> float:
         """The cost-aware budget not yet spent or committed (pending runs count)."""
-        if self._schedule is None:
-            raise ValueError("budget_left() needs the cost-aware mode; pass fidelity_levels=[...]")
-        return self._schedule.remaining(self._spent())
+        return self._core.require_schedule("budget_left").remaining(self._spent())
 
     def _choose_fidelity(self, fidelity: Mapping[str, float] | None) -> tuple[dict[str, float], float | None, str]:
-        if fidelity is not None or self._schedule is None:
+        schedule = self._core.schedule
+        if fidelity is not None or schedule is None:
             fid = self._full_fidelity(fidelity)
-            lv = self._schedule.level_of(fid) if self._schedule is not None else None
-            return fid, (self._schedule.levels[lv].cost if self._schedule is not None and lv is not None else None), ""
+            return fid, self._core.level_cost(fid), ""
         spent = self._spent()
-        level = self._schedule.choose(spent)
+        level = schedule.choose(spent)
         if level is None:
             raise InvalidHistoryError(
-                f"the cost-aware budget {self._schedule.budget:.4g} is spent; call recommend() for the answer, "
+                f"the cost-aware budget {schedule.budget:.4g} is spent; call recommend() for the answer, "
                 "or pass fidelity= to ask() to run outside the budget"
             )
-        chosen = self._schedule.levels[level]
-        return dict(chosen.fidelity), chosen.cost, self._schedule.describe(level, spent)
+        chosen = schedule.levels[level]
+        return dict(chosen.fidelity), chosen.cost, schedule.describe(level, spent)
 
     # ------------------------------------------------------------------ persistence
     def save(self, path: str | os.PathLike[str]) -> None:

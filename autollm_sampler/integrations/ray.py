@@ -48,15 +48,13 @@ from autollm_sampler.agent import Agent, Proposal
 from autollm_sampler.exceptions import CheckpointError, InvalidSpaceError
 from autollm_sampler.history import History, Trial
 from autollm_sampler.integrations._common import (
+    EXPLAIN_KEY,
+    RECOMMEND_KEY,
     AgentSpec,
     CostSchedule,
-    check_agent_spec,
-    check_target,
-    derive_seed,
+    SamplerCore,
     finite_or_none,
-    fresh_seed,
     parse_levels,
-    resolve_agent,
     same_fidelity,
 )
 from autollm_sampler.integrations._explain import describe_history, describe_proposals
@@ -328,29 +326,16 @@ class AutoLLMSearcher(Searcher):
         if metric is not None and not isinstance(metric, str):
             raise ValueError(f"metric={metric!r}: AutoLLMSearcher optimises a single metric; pass one name")
         super().__init__(metric=metric, mode=mode)
-        if isinstance(fidelity, str):
-            fidelity = (fidelity,)
-        self._axes = tuple(fidelity)
-        if fidelity_levels is not None and not self._axes:
-            raise ValueError("fidelity_levels= needs fidelity=(axis, ...) and target= as well; name the fidelity axes")
-        if budget is not None and fidelity_levels is None:
-            raise ValueError("budget= only applies to the cost-aware mode; pass fidelity_levels= too, or drop budget=")
-        self._target = check_target(self._axes, target)
-        self._schedule: CostSchedule | None = None
-        if fidelity_levels is not None:
-            self._schedule = CostSchedule(
-                parse_levels(fidelity_levels, self._axes), target=self._target, budget=budget,
-                low_fidelity_share=low_fidelity_share,
-            )
-        self._agent_spec: AgentSpec = check_agent_spec(agent)
-        self._agent: Agent | None = agent if isinstance(agent, Agent) else None
-        self._seed = seed
-        self._seed_base = int(seed) if seed is not None else fresh_seed()
+        # the fidelity axes and target, the cost-aware schedule, the agent (loaded on first use) and the seed
+        self._core = SamplerCore(
+            fidelity, target, agent=agent, seed=seed, fidelity_levels=fidelity_levels, budget=budget,
+            low_fidelity_share=low_fidelity_share,
+        )
         self._roles = dict(roles or {})
         self._space: SearchSpace | None = None
         self._quantize: dict[str, float] = {}
         self._constants: dict[str, Any] = {}
-        self._history = History(fidelity_axes=self._axes)
+        self._history = History(fidelity_axes=self._core.axes)
         self._live: dict[str, dict[str, Any]] = {}
         self._paused: set[str] = set()
         self._n_suggested = 0
@@ -363,9 +348,7 @@ class AutoLLMSearcher(Searcher):
     # ------------------------------------------------------------------ properties
     @property
     def agent(self) -> Agent:
-        if self._agent is None:
-            self._agent = resolve_agent(self._agent_spec)
-        return self._agent
+        return self._core.agent
 
     @property
     def history(self) -> History:
@@ -397,15 +380,15 @@ class AutoLLMSearcher(Searcher):
             self._space, self._quantize, self._constants = space, quantize, constants
         else:
             self._space = self._space.model_copy(update={"direction": self._direction()})
-        clash = [a for a in self._axes if a in self._space.params]
+        clash = [a for a in self._core.axes if a in self._space.params]
         if clash:
             raise InvalidSpaceError(f"fidelity axes {clash} are also search parameters; rename one of them")
-        for a in self._axes:
-            if a in self._constants and finite_or_none(self._constants[a]) != self._target[a] and self._schedule is None:
+        for a in self._core.axes:
+            if a in self._constants and finite_or_none(self._constants[a]) != self._core.target[a] and self._core.schedule is None:
                 logger.warning(
                     "param_space sets %s=%r but the target is %r; the searcher writes the trial's fidelity into "
                     "the config, so the target value is used",
-                    a, self._constants[a], self._target[a],
+                    a, self._constants[a], self._core.target[a],
                 )
         return True
 
@@ -421,17 +404,14 @@ class AutoLLMSearcher(Searcher):
         if fid is None:
             return Searcher.FINISHED  # type: ignore[return-value]
         pending = [r["params"] for r in self._live.values() if same_fidelity(r["fidelity"], fid)]
-        seed = derive_seed(self._seed_base, self._n_suggested)
+        seed = self._core.seed_for(self._n_suggested)
         self._n_suggested += 1
         proposal = self.agent.propose(self._history, self._space, fid, n=1, seed=seed, pending=pending)[0]
         params = {
             k: (_quantize(v, self._quantize[k], self._space.params[k]) if k in self._quantize else v)
             for k, v in proposal.params.items()
         }
-        cost = None
-        if self._schedule is not None:
-            lv = self._schedule.level_of(fid)
-            cost = self._schedule.levels[lv].cost if lv is not None else None
+        cost = self._core.level_cost(fid)
         self._live[trial_id] = {"params": params, "fidelity": fid, "cost": cost, "last": None, "note": level_note}
         self._last_proposal[trial_id] = proposal
         config: dict[str, Any] = {}
@@ -512,8 +492,8 @@ class AutoLLMSearcher(Searcher):
     ) -> None:
         """Add a run evaluated outside Tune; fidelity keys among ``parameters`` give its fidelity."""
         params = dict(parameters)
-        fid = dict(self._target)
-        for a in self._axes:
+        fid = dict(self._core.target)
+        for a in self._core.axes:
             if a in params:
                 fv = finite_or_none(params.pop(a))
                 if fv is None:
@@ -537,70 +517,63 @@ class AutoLLMSearcher(Searcher):
 
     def _add_history(self, item: Trial | Mapping[str, Any]) -> None:
         t = item if isinstance(item, Trial) else Trial.parse({"id": self._history.next_id(), **dict(item)}, where="history trial")
-        if self._axes and not t.fidelity:
-            t = t.model_copy(update={"fidelity": dict(self._target)})
+        if self._core.axes and not t.fidelity:
+            t = t.model_copy(update={"fidelity": dict(self._core.target)})
         if any(str(o.id) == str(t.id) for o in self._history.trials):
             t = t.model_copy(update={"id": self._history.next_id()})
         self._history.add(t)
 
     # ------------------------------------------------------------------ cost-aware mode
     def _spent(self) -> dict[int | None, float]:
-        assert self._schedule is not None
-        spent: dict[int | None, float] = {}
         records = [(t.fidelity, t.cost) for t in self._history.trials] + [(r["fidelity"], r["cost"]) for r in self._live.values()]
-        for fid, cost in records:
-            level = self._schedule.level_of(fid) if fid else self._schedule.target_index
-            c = cost if cost is not None else (self._schedule.levels[level].cost if level is not None else 0.0)
-            spent[level] = spent.get(level, 0.0) + c
-        return spent
+        return self._core.spent_by_level(records)
 
     def _next_fidelity(self) -> tuple[dict[str, float] | None, str]:
-        if self._schedule is None:
-            return dict(self._target), ""
+        if self._core.schedule is None:
+            return dict(self._core.target), ""
         spent = self._spent()
-        level = self._schedule.choose(spent)
+        level = self._core.schedule.choose(spent)
         if level is None:
-            logger.info("cost-aware budget %.4g spent; the search is finished", self._schedule.budget)
+            logger.info("cost-aware budget %.4g spent; the search is finished", self._core.schedule.budget)
             return None, ""
-        return dict(self._schedule.levels[level].fidelity), self._schedule.describe(level, spent)
+        return dict(self._core.schedule.levels[level].fidelity), self._core.schedule.describe(level, spent)
 
     def budget_spent(self) -> float:
         """Cost spent or committed so far (cost-aware mode)."""
-        if self._schedule is None:
-            raise ValueError("budget_spent() needs the cost-aware mode; pass fidelity_levels=[...]")
+        self._core.require_schedule("budget_spent")
         return float(sum(self._spent().values()))
 
     def recommend(self) -> Proposal:
         """The best finished target trial, or the agent's top proposal for the target."""
         if self._space is None:
             raise RuntimeError("AutoLLMSearcher has no search space yet")
-        best = self._history.best(self._space.direction, fidelity=self._target if self._axes else None)
+        best = self._history.best(self._space.direction, fidelity=self._core.target if self._core.axes else None)
         if best is not None:
             return Proposal(dict(best.params), float(best.value), 0.0, f"Best completed target trial {best.attrs.get('trial_id', best.id)}.", "observed")  # type: ignore[arg-type]
-        return self.agent.propose(self._history, self._space, self._target, n=1, seed=derive_seed(self._seed_base, 2**31 - 1))[0]
+        return self.agent.propose(self._history, self._space, self._core.target, n=1, seed=self._core.seed_for(RECOMMEND_KEY))[0]
 
     def explain(self) -> str:
         """The evidence and the next proposal, in words."""
         if self._space is None:
             return "AutoLLMSearcher has no search space yet."
-        lines = describe_history(self._history, self._space, self._target)
-        props = self.agent.propose(self._history, self._space, self._target, n=1, seed=derive_seed(self._seed_base, 2**31 - 2),
+        lines = describe_history(self._history, self._space, self._core.target)
+        props = self.agent.propose(self._history, self._space, self._core.target, n=1, seed=self._core.seed_for(EXPLAIN_KEY),
                                    pending=[r["params"] for r in self._live.values()])
-        lines += describe_proposals(props, self._target)
+        lines += describe_proposals(props, self._core.target)
         return "\n".join(lines)
 
     # ------------------------------------------------------------------ save / restore / pickle
     def get_state(self) -> dict[str, Any]:
         """The searcher's state as plain JSON data (what :meth:`save` writes)."""
-        agent = None if isinstance(self._agent_spec, Agent) else (
-            os.fspath(self._agent_spec) if isinstance(self._agent_spec, os.PathLike) else self._agent_spec
+        agent = None if isinstance(self._core.agent_spec, Agent) else (
+            os.fspath(self._core.agent_spec) if isinstance(self._core.agent_spec, os.PathLike) else self._core.agent_spec
         )
         return {
             "version": _STATE_VERSION,
             "metric": self._metric,
             "mode": self._mode,
-            "axes": list(self._axes),
-            "target": dict(self._target),
+            "axes": list(self._core.axes),
+            "target": dict(self._core.target),
             "space": self._space.model_dump(mode="json") if self._space is not None else None,
             "quantize": dict(self._quantize),
             # constants only serve the fidelity-axis check of set_search_properties; others (objects) are not kept
@@ -609,8 +582,8 @@ class AutoLLMSearcher(Searcher):
             "live": {k: dict(v) for k, v in self._live.items()},
             "paused": sorted(self._paused),
             "n_suggested": self._n_suggested,
-            "seed_base": self._seed_base,
-            "schedule": _schedule_to_dict(self._schedule) if self._schedule is not None else None,
+            "seed_base": self._core.seed_base,
+            "schedule": _schedule_to_dict(self._core.schedule) if self._core.schedule is not None else None,
             "agent": agent,
             "roles": dict(self._roles),
         }
@@ -673,20 +646,19 @@ class AutoLLMSearcher(Searcher):
         except (TypeError, ValueError, KeyError, AttributeError) as exc:
             raise CheckpointError(f"searcher state field {field!r} is malformed: {_short(str(exc), 300)}") from None
         self._metric, self._mode = metric, mode
-        self._axes, self._target, self._space = axes, target, space
+        self._core.axes, self._core.target, self._space = axes, target, space
         self._quantize, self._constants, self._history = quantize, constants, history
         self._live, self._paused = live, paused
-        self._n_suggested, self._seed_base = n_suggested, seed_base
-        self._schedule, self._roles = schedule, roles
+        self._n_suggested, self._core.seed_base = n_suggested, seed_base
+        self._core.schedule, self._roles = schedule, roles
         if agent is None:
-            if not isinstance(self._agent_spec, Agent):
+            if not isinstance(self._core.agent_spec, Agent):
                 logger.warning(
                     "the saved searcher used an Agent object, which a state file cannot hold; this searcher "
-                    "continues with agent=%r (pass the same agent= to the restoring searcher)", self._agent_spec,
+                    "continues with agent=%r (pass the same agent= to the restoring searcher)", self._core.agent_spec,
                 )
-        elif self._agent_spec != agent and not isinstance(self._agent_spec, Agent):
-            self._agent_spec = agent
-            self._agent = None
+        elif self._core.agent_spec != agent and not isinstance(self._core.agent_spec, Agent):
+            self._core.set_agent_spec(agent)
         self._last_proposal = {}
 
     def save(self, checkpoint_path: str) -> None:
@@ -728,13 +700,4 @@ class AutoLLMSearcher(Searcher):
             self.set_state(data["state"])
         except CheckpointError as exc:
             raise CheckpointError(f"searcher state {where}: {exc}") from None
-
-    def __getstate__(self) -> dict[str, Any]:
-        state = self.__dict__.copy()
-        if not isinstance(self._agent_spec, Agent):
-            state["_agent"] = None  # reloaded from its name or path on first use
-        return state
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__dict__.update(state)
 

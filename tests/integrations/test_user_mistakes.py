@@ -188,7 +188,7 @@ def test_an_unknown_role_is_an_error_naming_the_parameter() -> None:
     msg = str(info.value)
     assert msg.startswith("roles['peak']: unknown role 'learning_rate'")
     assert "batch_size" in msg and "did you mean 'lr'" in msg
-    assert make_sampler(roles={"peak": "LR"})._roles == {"peak": "lr"}
+    assert make_sampler(roles={"peak": "LR"})._spaces.roles == {"peak": "lr"}
 
 
 def test_describe_space_shows_the_roles_the_agent_reads() -> None:

@@ -1,0 +1,122 @@
+"""Claims: how parallel workers of one study avoid proposing the same configuration twice.
+
+Threads (``n_jobs > 1``) share the sampler's lock. Processes sharing RDB or journal storage see each
+other's proposals as soon as they are written: a proposal is written as a system attribute (its *claim*)
+before the trial's params exist, with the time its write completed. To close the race between reading the
+study and writing a proposal, the sampler claims its proposal, checks with :func:`_claimed_elsewhere`
+whether a trial unseen at read time claimed the same configuration earlier, and if so re-reads the study and
+proposes again (up to ``_CLAIM_ATTEMPTS`` times). :func:`_pick` applies the same reading to the values a
+partial ``enqueue_trial`` fixed.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import optuna
+from optuna.study import Study
+from optuna.trial import FrozenTrial, TrialState
+
+from autollm_sampler.agent import Proposal
+from autollm_sampler.integrations._common import finite_or_none, same_fidelity
+from autollm_sampler.integrations._optuna_fidelity import _PENDING, ATTR_PREFIX, FidelityBook
+
+_PROPOSAL = ATTR_PREFIX + "proposal"  # system attr: the proposal, visible to other workers at once
+_READ_AT = ATTR_PREFIX + "read_at"  # system attr: when the history for this proposal was read
+_PROPOSED_AT = ATTR_PREFIX + "proposed_at"  # system attr: when the proposal was written
+_ATTEMPTS = ATTR_PREFIX + "claim_attempts"  # system attr: proposals made before one was kept
+_FIXED_ASK = 16  # proposals asked for when enqueue_trial fixed some values (one is kept)
+_CLAIM_ATTEMPTS = 8  # proposals per trial at most while other workers claim the same configuration first
+
+
+def shared_storage(study: Study) -> bool:
+    """Whether other processes may write to the study's storage (anything but in-memory storage)."""
+    storage = study._storage
+    return not isinstance(getattr(storage, "_backend", storage), optuna.storages.InMemoryStorage)
+
+
+def claim(study: Study, trial: FrozenTrial, params: Mapping[str, Any], read_at: float, attempt: int) -> float:
+    """Write ``params`` as ``trial``'s claim: the proposal first, then the time its write completed
+    (returned), when the study was read, and the attempt's number."""
+    storage = study._storage
+    storage.set_trial_system_attr(trial._trial_id, _PROPOSAL, params)
+    proposed_at = time.time()
+    for k, v in ((_PROPOSED_AT, proposed_at), (_READ_AT, read_at), (_ATTEMPTS, attempt + 1)):
+        storage.set_trial_system_attr(trial._trial_id, k, v)
+    return proposed_at
+
+
+def _claimed_params(t: FrozenTrial) -> dict[str, Any]:
+    """The trial's claim with the params it has so far put in."""
+    other = t.system_attrs.get(_PROPOSAL)
+    return {**(other if isinstance(other, Mapping) else {}), **t.params}
+
+
+def _claimed_elsewhere(
+    study: Study,
+    trial: FrozenTrial,
+    params: Mapping[str, Any],
+    proposed_at: float,
+    fid_now: Mapping[str, float],
+    known: Mapping[int, Mapping[str, Any]],
+    fidelity: FidelityBook,
+) -> tuple[int, dict[str, Any]] | None:
+    """A trial, unknown when we read the study, that claimed ``params`` at this fidelity before us.
+
+    A claim whose time is not written yet counts as earlier. Whatever the interleaving of two
+    processes' writes and reads, at least one of them sees the other's claim as earlier and yields.
+    """
+    for t in study.get_trials(deepcopy=False):
+        if t.number == trial.number:
+            continue
+        merged = _claimed_params(t)
+        if not all(k in merged and merged[k] == v for k, v in params.items()):
+            continue
+        seen = known.get(t.number)
+        if seen is not None and all(k in seen and seen[k] == v for k, v in params.items()):
+            continue  # this claim was already in the history or pending when we proposed
+        other_at = finite_or_none(t.system_attrs.get(_PROPOSED_AT))
+        if other_at is not None and (other_at, t.number) > (proposed_at, trial.number):
+            continue
+        f = fidelity.of(t)
+        if f is not None and same_fidelity(f, fid_now):
+            return t.number, merged
+    return None
+
+
+def _pick(
+    props: Sequence[Proposal],
+    fixed: Mapping[str, Any],
+    names: Sequence[str],
+    to_optuna: Callable[[Mapping[str, Any]], dict[str, Any]],
+    study: Study,
+    trial: FrozenTrial,
+    fid_now: Mapping[str, float],
+    fidelity: FidelityBook,
+) -> tuple[Proposal, dict[str, Any]]:
+    """The first proposal whose Optuna values (``to_optuna(params)``), with ``fixed`` put in, were not run
+    or claimed at this fidelity (the first proposal when every one was, or when nothing is fixed); ``names``
+    are the parameters that make a configuration."""
+    first = (props[0], to_optuna(props[0].params))
+    if not fixed or len(props) == 1:
+        return first
+    order = sorted(names)
+
+    def key(values: Mapping[str, Any]) -> tuple[str, ...]:
+        return tuple(repr(values.get(k)) for k in order)
+
+    taken = set()
+    for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, *_PENDING)):
+        if t.number == trial.number:
+            continue
+        f = fidelity.of(t)
+        if f is None or not same_fidelity(f, fid_now):
+            continue
+        taken.add(key(_claimed_params(t)))
+    for p in props:
+        params = first[1] if p is props[0] else to_optuna(p.params)
+        if key({**params, **fixed}) not in taken:
+            return p, params
+    return first
