@@ -74,7 +74,7 @@ def make(id: str, *, raw_dir: str | os.PathLike[str] | None = None, **options: A
     """
     _ensure_builtin()
     if id not in _REGISTRY:
-        close = difflib.get_close_matches(id, list(_REGISTRY), n=3, cutoff=0.5)
+        close = _close_ids(id)
         hint = f" Did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
         raise UnknownTaskError(f"unknown task id {id!r}.{hint} Registered: {sorted(_REGISTRY)}")
     from autollm_sampler.gym._data import resolve_raw_dir
@@ -85,6 +85,14 @@ def make(id: str, *, raw_dir: str | os.PathLike[str] | None = None, **options: A
             spec = _REGISTRY[id]
             _CACHE[key] = spec.builder(raw_dir=raw_dir, **options) if spec.needs_raw else spec.builder(**options)
         return _CACHE[key]
+
+
+def _close_ids(id: str) -> list[str]:
+    """Registered ids close to ``id``: the other versions of the same task when there are any (``regmix-v2``
+    -> ``regmix-v1``), else the nearest spellings."""
+    name = id.rsplit("-v", 1)[0]
+    same = [i for i in _REGISTRY if i.rsplit("-v", 1)[0] == name]
+    return sorted(same) if same else difflib.get_close_matches(id, list(_REGISTRY), n=3, cutoff=0.5)
 
 
 _BUILTIN_DONE = False
@@ -116,13 +124,17 @@ def _ensure_builtin() -> None:
     from autollm_sampler.gym.recipes import nano
 
     register(TaskSpec(nano.PRETRAIN_ID, nano.build_pretrain, "nanolm-pretrain",
-                      "Project-made: tiny byte-level LMs on Python stdlib sources, lr x batch size, "
+                      "Project-made (superseded by nanolm-pretrain-v2): tiny byte-level LMs on Python stdlib sources, lr x batch size, "
                       "(n_params, n_tokens) cells, val loss (min), CPU seconds; ships in the package",
                       nano.PRETRAIN_ROWS, nano.PRETRAIN_CELLS, needs_raw=False), overwrite=True)
     register(TaskSpec(nano.GRPO_ID, nano.build_grpo, "nanogrpo",
                       "Project-made (superseded by nanogrpo-v2): GRPO on 2-digit addition, lr x KL coef x group size x temperature, "
                       "n_params cells, held-out pass@1 (max), CPU seconds; ships in the package",
                       nano.GRPO_ROWS, nano.GRPO_CELLS, needs_raw=False), overwrite=True)
+    register(TaskSpec(nano.PRETRAIN2_ID, nano.build_pretrain_v2, "nanolm-pretrain-v2",
+                      "Project-made: tiny byte-level LMs on Python stdlib sources, lr x batch size (1-64) x warmup "
+                      "share (24-point Sobol design), 4 sizes x 2 token budgets, val loss (min), CPU seconds; ships "
+                      "in the package", nano.PRETRAIN2_ROWS, nano.PRETRAIN2_CELLS, needs_raw=False), overwrite=True)
     register(TaskSpec(nano.GRPO2_ID, nano.build_grpo_v2, "nanogrpo-v2",
                       "Project-made: GRPO on 3-digit addition from pretrained+SFT policies, lr x KL coef x group "
                       "size x temperature x clip range (32-point Sobol design), (n_params, rl_updates) cells, "

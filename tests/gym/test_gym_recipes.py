@@ -22,6 +22,7 @@ EXPECTED = {
     "nanolm-pretrain-v1": (240, 6),  # project-made, shipped in the package (tests/gym/test_nano_tasks.py)
     "nanogrpo-v1": (162, 3),
     "nanogrpo-v2": (256, 8),
+    "nanolm-pretrain-v2": (192, 8),
 }
 
 

@@ -14,7 +14,8 @@ from autollm_sampler.gym.recipes import nano
 
 TASKS = {nano.PRETRAIN_ID: (nano.PRETRAIN_ROWS, nano.PRETRAIN_CELLS),
          nano.GRPO_ID: (nano.GRPO_ROWS, nano.GRPO_CELLS),
-         nano.GRPO2_ID: (nano.GRPO2_ROWS, nano.GRPO2_CELLS)}
+         nano.GRPO2_ID: (nano.GRPO2_ROWS, nano.GRPO2_CELLS),
+         nano.PRETRAIN2_ID: (nano.PRETRAIN2_ROWS, nano.PRETRAIN2_CELLS)}
 
 
 @pytest.mark.parametrize("tid", sorted(TASKS))
@@ -138,3 +139,37 @@ def test_grpo_v2_informativeness_figures_are_what_the_table_gives() -> None:
         best = task.cell(nb["cell"]).configs[task.cell(nb["cell"]).best_index]
         assert nb["best_config"] == best
         assert nb["its_value_in_largest"] == cell.values[cell.find(best)]
+
+
+
+def test_pretrain_v2_table_matches_its_design() -> None:
+    task = gym.make(nano.PRETRAIN2_ID)
+    meta = nano.metadata(nano.PRETRAIN2_ID)
+    assert task.direction == "minimize" and task.fidelity_axes == ("n_params", "n_tokens")
+    assert len({c.fidelity["n_params"] for c in task.cells}) == 4
+    assert sorted({c.fidelity["n_tokens"] for c in task.cells}) == [65536, 262144]
+    configs = {tuple(sorted(c.items())) for c in task.cells[0].configs}
+    for cell in task.cells:
+        assert len(cell) == 24
+        assert {tuple(sorted(c.items())) for c in cell.configs} == configs  # one design shared by every cell
+        assert cell.space.role_of("warmup_frac") == "warmup" and cell.space.role_of("batch_size") == "batch_size"
+        assert np.all(cell.values <= math.log(256) + 1e-9) and np.all(cell.costs > 0)
+    # the batch sizes bracket the best one: it is not the smallest of the design in every cell
+    smallest = min(c["batch_size"] for c in task.cells[0].configs)
+    assert any(c.configs[c.best_index]["batch_size"] > smallest for c in task.cells)
+    # the best learning rate falls with model size at each budget
+    for d in (65536, 262144):
+        cells = sorted((c for c in task.cells if c.fidelity["n_tokens"] == d), key=lambda c: c.fidelity["n_params"])
+        lrs = [c.configs[c.best_index]["lr"] for c in cells]
+        assert lrs[-1] < lrs[0]
+    assert len(nano.runs(nano.PRETRAIN2_ID)) == meta["n_runs"] > task.n_rows
+
+
+def test_pretrain_v2_informativeness_figures_are_what_the_table_gives() -> None:
+    info = nano.informativeness(nano.PRETRAIN2_ID)
+    task = gym.make(nano.PRETRAIN2_ID)
+    cell = task.cell(info["largest"]["cell"])
+    assert info["largest"]["best"] == cell.optimum and info["largest"]["p90"] == pytest.approx(cell.p90)
+    assert info["largest"]["p90_gap_over_noise"] >= 10
+    assert not any(e["every_cell"] for e in info["edges"].values())
+    assert [n["axis"] for n in info["neighbours"]] == ["n_params", "n_tokens"]
