@@ -196,6 +196,8 @@ GYM_ROLES = {
     "kl_coef": "kl_coef",
     "group_size": "group_size",
     "temperature": "temperature",
+    "warmup_frac": "warmup",
+    "clip_eps": "other",
 }
 USEROBJ_ROLES = {
     "adamw": {"lr": "lr", "warmup_steps": "warmup", "batch_size": "batch_size", "weight_decay": "weight_decay"},

@@ -37,7 +37,7 @@ class CurateConfig:
     real_tasks: list[str] = _help(
         "Registered gym tasks whose *training* split is used (test targets never become training targets).",
         lambda: ["steplaw-dense-v1", "steplaw-moe-v1", "admire-ift-v1", "regmix-v1", "hwgpt-arch-v1",
-                 "nanolm-pretrain-v1", "nanogrpo-v1"],
+                 "nanolm-pretrain-v1", "nanogrpo-v1", "nanolm-pretrain-v2", "nanogrpo-v2"],
     )
     augment_per_experiment: int = _help("Augmented copies per real training experiment.", 6)
     synthetic_tasks: int = _help("Synthetic tasks drawn from the LLM-like landscape prior.", 200)

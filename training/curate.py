@@ -9,12 +9,16 @@ experiments are rebuilt deterministically later. Augmentations against overfitti
   (ranks mostly preserved, units and scale changed);
 * synthetic tasks from the prior in :mod:`training.synthetic`.
 
-Guarantee (checked here, and tested): no test target of the benchmark split is ever a training target.
+Guarantee (checked here, and tested): no test target of the benchmark split is ever a training target,
+and no training target sits at a test target's fidelity in another version of the same task (the v1 and
+v2 nano tasks share model sizes: the v2 N = 222K pretraining cells are v1's test size and the v2 N = 160K
+GRPO cells are within 1% of v1's, so they are left out; see :func:`sibling_test_fidelities`).
 """
 
 from __future__ import annotations
 
 import logging
+import re
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -60,6 +64,39 @@ def _load_task(source: str, raw_dir: str | None) -> TabularTask:
     return gym.make(source, raw_dir=raw_dir)
 
 
+SIBLING_TOL = 0.05  # relative distance on every shared fidelity axis that counts as "the same size"
+
+
+def sibling_test_fidelities(task_id: str, raw_dir: str | None) -> list[dict[str, float]]:
+    """Fidelities of the test targets of the *other* registered versions of ``task_id`` (``x-v1`` for ``x-v2``)."""
+    stem = re.sub(r"-v\d+$", "", task_id)
+    out: list[dict[str, float]] = []
+    for other in gym.list_ids():
+        if other == task_id or re.sub(r"-v\d+$", "", other) != stem:
+            continue
+        try:
+            sibling = gym.make(other, raw_dir=raw_dir)
+        except Exception as exc:  # noqa: BLE001 - without its data a sibling cannot be benchmarked either
+            logger.warning("curate: cannot build %s to check %s against its test sizes (%s)", other, task_id, exc)
+            continue
+        tests = [dict(sibling.cell(exp.target).fidelity) for exp in gym.experiments(sibling, "test")]
+        trains = [dict(sibling.cell(exp.target).fidelity) for exp in gym.experiments(sibling, "train")]
+        # the held-out axes: those whose test values no training target has (the model size, for "largest
+        # model held out"); a token budget shared by both splits says nothing about the size held out
+        held = {a for a in tests[0] if not {t[a] for t in tests} & {t.get(a) for t in trains}} if tests else set()
+        out += [{a: v for a, v in t.items() if a in held or not held} for t in tests]
+    return out
+
+
+def near_fidelity(fid: dict[str, float], others: list[dict[str, float]], tol: float = SIBLING_TOL) -> bool:
+    """Whether ``fid`` matches one of ``others`` within ``tol`` (relative) on every axis they share."""
+    for other in others:
+        shared = set(fid) & set(other)
+        if shared and all(abs(fid[a] - other[a]) <= tol * max(abs(other[a]), 1e-12) for a in shared):
+            return True
+    return False
+
+
 def curate(cfg: PipelineConfig) -> list[ExperimentSpec]:
     """All training experiments of a configuration (deterministic in ``cfg.seed``)."""
     rng = np.random.default_rng([cfg.seed, 1])
@@ -75,9 +112,13 @@ def curate(cfg: PipelineConfig) -> list[ExperimentSpec]:
         except Exception as exc:  # missing raw data for one family should not stop the pipeline
             logger.warning("curate: cannot build %s (%s); skipped", task_id, exc)
             continue
+        sibling_tests = sibling_test_fidelities(task_id, cfg.raw_dir)
         for exp in gym.experiments(task, "train"):
             if gym.is_test_target(task, exp.target):  # belt and braces: never train on a test target
                 raise AssertionError(f"{task_id}:{exp.target} is a test target")
+            if near_fidelity(dict(task.cell(exp.target).fidelity), sibling_tests):
+                logger.info("curate: %s:%s left out (a test size of another version of the task)", task_id, exp.target)
+                continue
             for a in range(c.augment_per_experiment):
                 specs.append(_augment(task_id, exp.target, list(exp.history_cells), a == 0, rng, c.sparse_prob))
     for i in range(c.synthetic_tasks):

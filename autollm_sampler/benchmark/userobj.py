@@ -454,6 +454,8 @@ class _OptunaProposer(_Proposer):
 
 
 _AGENTS: dict[str, Any] = {}
+#: the checkpoint that ``agent`` and ``agent-noadapt`` load (a name or a folder; ``--agent`` sets it)
+AGENT_CHECKPOINT = "default"
 
 
 def make_method(name: str) -> _Proposer:
@@ -461,7 +463,7 @@ def make_method(name: str) -> _Proposer:
         if name not in _AGENTS:
             from autollm_sampler.agent import load_agent
 
-            agent = load_agent("classical" if name == "classical" else "default")
+            agent = load_agent("classical" if name == "classical" else AGENT_CHECKPOINT)
             agent.strict = True
             if name == "agent-noadapt":  # the ablation: the model's own predictions and choices
                 agent.adapt = False  # type: ignore[attr-defined]
@@ -614,12 +616,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--seed-start", type=int, default=0,
                         help="first task seed (default 0: the reported seeds 0-19; validation work uses 100 and up)")
     parser.add_argument("--out", default=None, help="folder for RESULTS.md and episodes.csv (default: print only)")
+    parser.add_argument("--agent", default="default", metavar="CHECKPOINT",
+                        help="checkpoint name or folder for the agent methods (default: the shipped 'default')")
     args = parser.parse_args(argv)
     if args.seeds < 1:
         parser.error("--seeds must be >= 1")
     if args.seed_start < 0:
         parser.error("--seed-start must be >= 0")
     os.environ.setdefault("OMP_NUM_THREADS", "1")
+    global AGENT_CHECKPOINT
+    AGENT_CHECKPOINT = args.agent
+    _AGENTS.clear()
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     t0 = time.perf_counter()
     rows = run_suite(args.seeds, args.methods, args.families, seed_start=args.seed_start)

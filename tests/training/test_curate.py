@@ -84,6 +84,27 @@ def test_curate_refuses_a_test_target_that_slips_into_the_training_split(
         curate(_cfg(["steplaw-dense-v1"], augment=1, raw_dir=raw_dir))
 
 
+def test_no_training_target_is_a_test_size_of_another_version_of_its_task() -> None:
+    """v1 and v2 of the nano tasks share model sizes: v2 never trains at v1's held-out size, nor v1 at v2's."""
+    nano = ["nanolm-pretrain-v1", "nanolm-pretrain-v2", "nanogrpo-v1", "nanogrpo-v2"]
+    specs = curate(_cfg(nano, augment=1))
+    assert {s.source for s in specs} == set(nano)
+    for task_id in nano:
+        task = gym.make(task_id)
+        for sibling in (t for t in nano if t != task_id and t.rsplit("-v", 1)[0] == task_id.rsplit("-v", 1)[0]):
+            other = gym.make(sibling)
+            held = {other.cell(e.target).fidelity["n_params"] for e in gym.experiments(other, "test")}
+            for s in (s for s in specs if s.source == task_id):
+                n = task.cell(s.target).fidelity["n_params"]
+                assert all(abs(n - h) > 0.05 * h for h in held), f"{task_id}:{s.target} is {sibling}'s test size"
+    # what the rule leaves out, by name: the v2 sizes next to v1's held-out ones, and nothing else
+    v2 = {s.target for s in specs if s.source == "nanolm-pretrain-v2"}
+    assert v2 == {"N=55.5K,D=65.5K", "N=13.9K,D=262K", "N=55.5K,D=262K"}
+    assert {s.target for s in specs if s.source == "nanogrpo-v2"} == {"N=55.5K,U=40", "N=26.8K,U=160", "N=55.5K,U=160"}
+    assert {s.target for s in specs if s.source == "nanolm-pretrain-v1"} == {
+        e.target for e in gym.experiments(gym.make("nanolm-pretrain-v1"), "train")}
+
+
 def test_unknown_task_is_skipped_with_a_warning(caplog: pytest.LogCaptureFixture) -> None:
     specs = curate(_cfg(["no-such-task-v1"], synthetic=2))
     assert len(specs) == 2 and all(s.source.startswith("synthetic:") for s in specs)
