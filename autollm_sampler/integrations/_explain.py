@@ -1,8 +1,10 @@
 """Plain-words summaries of a history and of the agent's proposals (``explain`` in every integration).
 
-Every ``explain`` returns text and prints nothing. Rationales that share sentences (the evidence part is the
-same for proposals made from the same history) are shown once: later ones say which earlier entry they share
-with and add only what differs (:func:`rationale_lines`).
+Every ``explain`` (the Optuna sampler's, the Ray searcher's, ask/tell's) returns an :class:`Explanation` and
+prints nothing: a ``str`` that a notebook or the interactive prompt shows as the text itself, once; in a
+script, ``print(...)`` it. Rationales that share sentences (the evidence part is the same for proposals
+made from the same history) are shown once: later ones say which earlier entry they share with and add
+only what differs (:func:`rationale_lines`).
 """
 
 from __future__ import annotations
@@ -17,8 +19,22 @@ from autollm_sampler.agent._rationale import ordered_names
 from autollm_sampler.history import History, Trial, fidelity_key
 from autollm_sampler.space import SearchSpace, SimplexParam
 
-__all__ = ["describe_history", "describe_proposals", "describe_roles", "fmt_fidelity", "fmt_params", "fmt_prediction", "fmt_value",
+__all__ = ["Explanation", "describe_history", "describe_proposals", "describe_roles", "fmt_fidelity", "fmt_params", "fmt_prediction", "fmt_value",
            "rationale_lines"]
+
+
+class Explanation(str):
+    """The text of an ``explain`` call: a plain ``str`` (``print`` it, write it to a file, search it) whose
+    ``repr`` is the text itself, so that ``sampler.explain(study)`` at the end of a notebook cell or at the
+    interactive prompt shows it readably, once, instead of a quoted string with ``\\n`` escapes."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return str(self)
+
+    def _repr_pretty_(self, p: Any, cycle: bool) -> None:  # IPython / Jupyter
+        p.text(str(self))
 
 
 def fmt_value(x: Any) -> str:

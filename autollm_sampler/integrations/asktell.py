@@ -40,7 +40,7 @@ from autollm_sampler.integrations._common import (
     finite_or_none,
     same_fidelity,
 )
-from autollm_sampler.integrations._explain import describe_history, describe_proposals
+from autollm_sampler.integrations._explain import Explanation, describe_history, describe_proposals
 from autollm_sampler.space import SearchSpace
 
 __all__ = ["AskTell", "Suggestion"]
@@ -174,10 +174,16 @@ class AskTell:
         return self._history.add(self._checked(t))
 
     def add_history(self, history: History | str | os.PathLike[str] | Sequence[Mapping[str, Any]]) -> None:
-        """Add many earlier runs: a :class:`History`, a history file path, or trial dicts."""
+        """Add many earlier runs: a :class:`History`, a history file path, or trial dicts.
+
+        A dict without ``id`` gets its index, as a JSONL line does (a clash with a trial already here gets
+        the next free id).
+        """
         if isinstance(history, (str, os.PathLike)):
             history = History.load(history)
-        trials = history.trials if isinstance(history, History) else [Trial.parse(dict(h), where=f"history[{i}]") for i, h in enumerate(history)]
+        trials = history.trials if isinstance(history, History) else [
+            Trial.parse({"id": i, **h} if isinstance(h, Mapping) else h, where=f"history[{i}]") for i, h in enumerate(history)
+        ]
         for t in trials:
             t = t.model_copy(update={"fidelity": self._full_fidelity(t.fidelity)})
             if any(str(o.id) == str(t.id) for o in self._history.trials):
@@ -271,7 +277,12 @@ class AskTell:
         return self._history.best(self.space.direction, fidelity=self.target if self._axes else None)
 
     def recommend(self) -> Suggestion:
-        """The configuration to run at the target: the best target trial, else the agent's top proposal."""
+        """The configuration to run at the target: the best target trial, else the agent's top proposal.
+
+        Returns a :class:`Suggestion`: for a completed target trial its ``id``, ``params`` and value (as
+        ``predicted_value``, ``source="observed"``); otherwise ``id="recommendation"`` and the agent's
+        proposal for the target (not recorded as pending: :meth:`ask` for a run to tell).
+        """
         b = self.best()
         if b is not None:
             return Suggestion(b.id, dict(b.params), dict(b.fidelity), b.value, 0.0, f"Best completed target trial {b.id!r}.", "observed")
@@ -279,14 +290,18 @@ class AskTell:
         return Suggestion("recommendation", dict(prop.params), dict(self.target), finite_or_none(prop.predicted_value),
                           finite_or_none(prop.predicted_std), prop.rationale, prop.source)
 
-    def explain(self, n: int = 1) -> str:
-        """The evidence and the next ``n`` proposals for the target, in words (nothing is recorded)."""
+    def explain(self, n: int = 1) -> Explanation:
+        """The evidence and the next ``n`` proposals for the target, in words (nothing is recorded).
+
+        Returns the text and prints nothing (an :class:`~autollm_sampler.integrations._explain.Explanation`,
+        a ``str`` that a notebook shows as the text itself; in a script, ``print`` it).
+        """
         lines = describe_history(self._history, self.space, self.target)
         props: list[Proposal] = self.agent.propose(
             self._history, self.space, self.target, n=n, seed=self._core.seed_for(EXPLAIN_KEY),
             pending=[t.params for t in self.pending],
         )
-        return "\n".join(lines + describe_proposals(props, self.target))
+        return Explanation("\n".join(lines + describe_proposals(props, self.target)))
 
     # ------------------------------------------------------------------ cost-aware mode
     def _spent(self) -> dict[int | None, float]:

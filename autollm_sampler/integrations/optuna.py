@@ -64,10 +64,8 @@ Example:
 
 from __future__ import annotations
 
-import io
 import logging
 import math
-import sys
 import threading
 import time
 import zlib
@@ -94,7 +92,15 @@ from autollm_sampler.integrations._common import (
     finite_or_none,
     short_repr,
 )
-from autollm_sampler.integrations._explain import describe_history, fmt_fidelity, fmt_params, fmt_value
+from autollm_sampler.integrations._explain import (
+    Explanation,
+    describe_history,
+    fmt_fidelity,
+    fmt_params,
+    fmt_prediction,
+    fmt_value,
+    rationale_lines,
+)
 from autollm_sampler.integrations._optuna_claims import (
     _ATTEMPTS,  # noqa: F401  (re-exported: the attribute names and limits of the claims)
     _CLAIM_ATTEMPTS,
@@ -398,8 +404,11 @@ class AutoLLMSampler(BaseSampler):
     def recommend(self, study: Study) -> Proposal:
         """The configuration to run at the target: the best target trial, else the agent's top proposal.
 
-        Returns a :class:`~autollm_sampler.agent.Proposal` whose ``params`` use the study's parameter names
-        and whose ``source`` is ``"observed"`` for a measured trial.
+        Returns a :class:`~autollm_sampler.agent.Proposal`, not a trial: ``params`` (the study's parameter
+        names), ``predicted_value``, ``predicted_std``, ``rationale`` and ``source``. For a completed
+        target trial ``source`` is ``"observed"``, ``predicted_value`` is its value (``predicted_std`` 0)
+        and ``extras["trial_number"]`` its number (``study.trials[n]`` is the trial); otherwise it is the
+        agent's proposal for the target, not yet run.
         """
         self._check_single_objective(study)
         target = self._core.target
@@ -411,7 +420,8 @@ class AutoLLMSampler(BaseSampler):
         if done:
             sign = 1.0 if study.direction == optuna.study.StudyDirection.MINIMIZE else -1.0
             best = min(done, key=lambda t: sign * float(t.value))  # type: ignore[arg-type]
-            return Proposal(dict(best.params), float(best.value), 0.0, f"Best completed target trial #{best.number}.", "observed")  # type: ignore[arg-type]
+            return Proposal(dict(best.params), float(best.value), 0.0, f"Best completed target trial #{best.number}.",  # type: ignore[arg-type]
+                            "observed", {"trial_number": best.number})
         with self._lock:
             search_space = self._infer_space(study, target, exclude=None)
             if not search_space:
@@ -423,41 +433,39 @@ class AutoLLMSampler(BaseSampler):
         return Proposal(params, prop.predicted_value, prop.predicted_std, prop.rationale, prop.source)
 
     # ------------------------------------------------------------------ explain
-    def explain(self, study: Study, *, file: TextIO | None = sys.stdout) -> str:
+    def explain(self, study: Study, *, file: TextIO | None = None) -> Explanation:
         """Describe the evidence and every proposal the sampler made in ``study``, readably.
 
-        Writes the text to ``file`` (standard output by default; ``None`` to only return it).
+        Returns the text and prints nothing, like ``AskTell.explain`` and ``AutoLLMSearcher.explain``: an
+        :class:`~autollm_sampler.integrations._explain.Explanation`, a ``str`` that a notebook shows as the
+        text itself; in a script, ``print(sampler.explain(study))``. ``file=`` also writes it there.
+        Sentences a rationale shares with an earlier trial's are shown once.
         """
         self._check_single_objective(study)
         target = self._core.target
-        out = io.StringIO()
         with self._lock:
             search_space = self._infer_space(study, target, exclude=None)
             space, slots = self._build_space(search_space, study)
             history, _ = self._collect(study, None, space, slots, target)
-        print(f"AutoLLMSampler (agent: {self.agent.name}) for target {fmt_fidelity(target)}", file=out)
-        for line in describe_history(history, space, target):
-            print(line, file=out)
+        lines = [f"AutoLLMSampler (agent: {self.agent.name}) for target {fmt_fidelity(target)}"]
+        lines += describe_history(history, space, target)
         if self._core.schedule is not None:
             spent = float(sum(self._fidelity.spent_by_level(study).values()))
-            print(f"Cost-aware budget: {spent:.4g} of {self._core.schedule.budget:.4g} spent.", file=out)
+            lines.append(f"Cost-aware budget: {spent:.4g} of {self._core.schedule.budget:.4g} spent.")
         proposed = [t for t in study.get_trials(deepcopy=False) if _WHY in t.user_attrs]
         if not proposed:
-            print("The sampler has not proposed any trial in this study yet.", file=out)
+            lines.append("The sampler has not proposed any trial in this study yet.")
+        whys = rationale_lines([(f"trial {t.number}", str(t.user_attrs.get(_WHY))) for t in proposed], indent="  ")
         for t in proposed:
             fid = self._fidelity.of(t)
             where = fmt_fidelity(fid) if fid else "target"
             value = fmt_value(t.value) if t.state == TrialState.COMPLETE else t.state.name.lower()
-            print(f"Trial {t.number} [{where}]: {fmt_params(t.params)} -> {value}", file=out)
-            print(
-                f"  predicted {fmt_value(t.user_attrs.get(_PRED))} +/- {fmt_value(t.user_attrs.get(_STD))}"
-                f" ({t.user_attrs.get(_SRC, '?')})",
-                file=out,
-            )
-            print(f"  why: {t.user_attrs.get(_WHY)}", file=out)
+            lines.append(f"Trial {t.number} [{where}]: {fmt_params(t.params)} -> {value}")
+            lines.append(f"  {fmt_prediction(t.user_attrs.get(_PRED), t.user_attrs.get(_STD), t.user_attrs.get(_SRC, '?'))}")
+            lines.append(whys[f"trial {t.number}"])
             if _SCHEDULE in t.user_attrs:
-                print(f"  {t.user_attrs[_SCHEDULE]}", file=out)
-        text = out.getvalue()
+                lines.append(f"  {t.user_attrs[_SCHEDULE]}")
+        text = Explanation("\n".join(lines) + "\n")
         if file is not None:
             file.write(text)
         return text

@@ -57,7 +57,7 @@ from autollm_sampler.integrations._common import (
     parse_levels,
     same_fidelity,
 )
-from autollm_sampler.integrations._explain import describe_history, describe_proposals
+from autollm_sampler.integrations._explain import Explanation, describe_history, describe_proposals
 from autollm_sampler.space import CategoricalParam, FloatParam, IntParam, SearchSpace
 
 __all__ = ["AutoLLMSearcher", "convert_tune_space"]
@@ -544,23 +544,36 @@ class AutoLLMSearcher(Searcher):
         return float(sum(self._spent().values()))
 
     def recommend(self) -> Proposal:
-        """The best finished target trial, or the agent's top proposal for the target."""
+        """The configuration to run at the target: the best finished target trial, else the agent's top proposal.
+
+        Returns a :class:`~autollm_sampler.agent.Proposal` (``params``, ``predicted_value``,
+        ``predicted_std``, ``rationale``, ``source``). For a finished target trial ``source`` is
+        ``"observed"``, ``predicted_value`` its metric and ``extras["trial_id"]`` Tune's trial id (or the
+        history's id for an imported run); otherwise it is the agent's proposal for the target, not yet run.
+        """
         if self._space is None:
-            raise RuntimeError("AutoLLMSearcher has no search space yet")
+            raise RuntimeError("AutoLLMSearcher has no search space yet: pass space= to the searcher, or param_space "
+                               "to tune.Tuner and let Tune call set_search_properties")
         best = self._history.best(self._space.direction, fidelity=self._core.target if self._core.axes else None)
         if best is not None:
-            return Proposal(dict(best.params), float(best.value), 0.0, f"Best completed target trial {best.attrs.get('trial_id', best.id)}.", "observed")  # type: ignore[arg-type]
+            tid = best.attrs.get("trial_id", best.id)
+            return Proposal(dict(best.params), float(best.value), 0.0, f"Best completed target trial {tid}.",  # type: ignore[arg-type]
+                            "observed", {"trial_id": tid})
         return self.agent.propose(self._history, self._space, self._core.target, n=1, seed=self._core.seed_for(RECOMMEND_KEY))[0]
 
-    def explain(self) -> str:
-        """The evidence and the next proposal, in words."""
+    def explain(self) -> Explanation:
+        """The evidence and the next proposal, in words.
+
+        Returns the text and prints nothing (an :class:`~autollm_sampler.integrations._explain.Explanation`,
+        a ``str`` that a notebook shows as the text itself; in a script, ``print`` it).
+        """
         if self._space is None:
-            return "AutoLLMSearcher has no search space yet."
+            return Explanation("AutoLLMSearcher has no search space yet.")
         lines = describe_history(self._history, self._space, self._core.target)
         props = self.agent.propose(self._history, self._space, self._core.target, n=1, seed=self._core.seed_for(EXPLAIN_KEY),
                                    pending=[r["params"] for r in self._live.values()])
         lines += describe_proposals(props, self._core.target)
-        return "\n".join(lines)
+        return Explanation("\n".join(lines))
 
     # ------------------------------------------------------------------ save / restore / pickle
     def get_state(self) -> dict[str, Any]:
