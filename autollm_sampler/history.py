@@ -317,7 +317,12 @@ class History(BaseModel):
 
     @classmethod
     def from_json(cls, text: str, *, source: str = "<history>") -> History:
-        """Parse the :meth:`to_json` form: ``{"fidelity_axes": [...], "trials": [...]}``."""
+        """Parse the :meth:`to_json` form: ``{"fidelity_axes": [...], "trials": [...]}``.
+
+        Raises:
+            TypeError: when ``text`` is a file path (read a file with :meth:`load`).
+        """
+        _refuse_path("from_json", text)
         try:
             data = loads_json(text)
         except JSONInputError as exc:
@@ -339,7 +344,11 @@ class History(BaseModel):
         """Parse one trial per line (lines end at ``\n`` only, so a JSON string may hold U+2028 or U+0085).
 
         A missing ``id`` becomes the trial's index (0-based).
+
+        Raises:
+            TypeError: when ``text`` is a file path (read a file with :meth:`load`).
         """
+        _refuse_path("from_jsonl", text)
         return cls.from_records(_jsonl_records(text, source), source=source)
 
     @classmethod
@@ -379,6 +388,18 @@ class History(BaseModel):
     def save(self, path: str | os.PathLike[str]) -> None:
         p = Path(path)
         p.write_text(self.to_json() if p.suffix.lower() == ".json" else self.to_jsonl())
+
+
+def _refuse_path(method: str, text: Any) -> None:
+    """``History.from_jsonl("runs.jsonl")`` parses text, not a file: say so instead of "line 1: not valid JSON"."""
+    if isinstance(text, os.PathLike):
+        raise TypeError(f"History.{method} parses text, not a file; to read the file {short_repr(os.fspath(text), 200)} "
+                        "use History.load(path)")
+    stripped = text.strip() if isinstance(text, str) else ""
+    if (stripped and "\n" not in stripped and stripped[0] not in "{[" and
+            (stripped.lower().endswith((".jsonl", ".json", ".ndjson", ".csv", ".txt")) or os.path.isfile(stripped))):
+        raise TypeError(f"History.{method} parses text, not a file, and {short_repr(stripped, 200)} looks like a file "
+                        f"path: to read the file use History.load({short_repr(stripped, 200)})")
 
 
 def _trial_error(where: str, exc: ValidationError) -> str:

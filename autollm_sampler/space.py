@@ -632,6 +632,13 @@ class SearchSpace(BaseModel):
                 f"a search space must be a mapping with 'params' (and 'direction'), got {type(data).__name__}"
             )
         check_plain_data(data)
+        if "params" not in data:
+            defs = [str(k) for k, v in data.items() if isinstance(v, Mapping) and "type" in v]
+            if defs:
+                raise InvalidSpaceError(
+                    f"invalid search space: parameter definitions {short_repr(defs, 120)} are at the top level; put "
+                    "them under 'params': {'params': {NAME: {'type': ...}, ...}, 'direction': 'minimize'}"
+                )
         try:
             return cls.model_validate(dict(data))
         except ValidationError as exc:
@@ -831,13 +838,23 @@ class SearchSpace(BaseModel):
 MAX_ERRORS_SHOWN = 5
 
 
+_PARAM_TAGS = ("float", "int", "categorical", "simplex")
+
+
 def _format_validation_error(what: str, exc: ValidationError) -> str:
     """One bounded line per problem (the first :data:`MAX_ERRORS_SHOWN`), quoting input with :func:`short_repr`."""
     errors = exc.errors(include_url=False)
     parts = []
     for err in errors[:MAX_ERRORS_SHOWN]:
-        loc = ".".join(str(x) for x in err.get("loc", ()))
-        msg = err.get("msg", "invalid")
+        locs = list(err.get("loc", ()))
+        # the tag pydantic adds for the branch of the parameter union ("params.lr.float.high") is the type
+        # the user wrote, not a field of theirs: leave it out ("params.lr.high")
+        tag_at = 2 if locs[:1] == ["params"] else 0
+        if len(locs) > tag_at and locs[tag_at] in _PARAM_TAGS:
+            del locs[tag_at]
+        loc = ".".join(str(x) for x in locs)
+        msg = str(err.get("msg", "invalid"))
+        msg = msg[len("Value error, "):] if msg.startswith("Value error, ") else msg
         got = short_repr(err.get("input"))
         parts.append(f"{loc}: {msg} (got {got})" if loc else f"{msg} (got {got})")
     if len(errors) > MAX_ERRORS_SHOWN:

@@ -153,7 +153,7 @@ class FidelityBook:
                     "trial %d: fidelity %s is within %.3g%% of the target %s on every axis, so it counts as a "
                     "target run, as does every trial this close (warned once); give the target's exact values to "
                     "silence this",
-                    t.number, fmt_fidelity(fid), 100 * NEAR_TARGET_RTOL, fmt_fidelity(target),
+                    t.number, _exact(fid), 100 * NEAR_TARGET_RTOL, _exact(target),
                 )
                 return dict(target)
         return fid
@@ -250,3 +250,8 @@ class FidelityBook:
         for k, v in attrs.items():
             study._storage.set_trial_user_attr(trial._trial_id, k, v)
             trial.user_attrs[k] = v
+
+
+def _exact(fid: Mapping[str, float]) -> str:
+    """``n_tokens=25999966208``: enough digits to tell a near-target fidelity from the target (4 do not)."""
+    return ", ".join(f"{k}={v:.12g}" for k, v in fid.items())

@@ -3,7 +3,7 @@
 ::
 
     autollm-sampler suggest --space SPACE --history HISTORY --target AXIS=VALUE[,AXIS=VALUE] [-n N]
-                            [--seed S] [--agent default|classical|PATH]
+                            [--seed S] [--agent default|classical|PATH|llm:DIR] [--pretty] [-v]
 
 prints a JSON list of proposals, each ``{"params": {...}, "predicted_value": float, "predicted_std": float,
 "rationale": str}`` (the two predictions are ``null`` when the agent has no basis for one).
@@ -15,8 +15,10 @@ prints a JSON list of proposals, each ``{"params": {...}, "predicted_value": flo
   group_size, dropout, bias, other) to say what it is; without it the role is read from the name (``explain`` shows what was read).
 * HISTORY (``.jsonl`` or ``.csv``): one trial a line, ``{"params": {...}, "fidelity": {AXIS: number},
   "value": number, "state": "complete"|"failed"|"pruned"|"running"}``; in CSV, columns ``param:NAME`` (or
-  bare names), ``fidelity:AXIS``, ``value``, ``state``. A trial without fidelity is a target trial. An
-  empty file is a valid, empty history.
+  bare names), ``fidelity:AXIS``, ``value``, ``state``, ``cost``, ``id``, and a mixture one column per
+  component, ``param:NAME.COMPONENT``. A trial without fidelity is a target trial. A NaN or infinite
+  value records the run as failed (in every file type, as in the Python API). An empty file is a valid,
+  empty history.
 
 A bad file exits with code 2 and a message naming the file, the line and the field.
 ``explain`` takes the same options and prints the evidence and the proposals in words.
@@ -170,7 +172,8 @@ def load_space(path: str | os.PathLike[str]) -> SearchSpace:
             loc = [x for x in err.get("loc", ()) if x not in ("float", "int", "categorical", "simplex")]
             line = _line_of(root, loc)
             field = short_repr(".".join(str(x) for x in loc) or "(top level)", 120)
-            msgs.append(f"{name}, line {line}, field {field}: {_cut(str(err.get('msg', 'invalid')))} (got {short_repr(err.get('input'))})")
+            msg = str(err.get("msg", "invalid")).removeprefix("Value error, ")  # pydantic's prefix for our checks
+            msgs.append(f"{name}, line {line}, field {field}: {_cut(msg)} (got {short_repr(err.get('input'))})")
         if len(errors) > MAX_ERRORS_SHOWN:
             msgs.append(f"and {len(errors) - MAX_ERRORS_SHOWN} more")
         raise InvalidSpaceError("; ".join(msgs)) from None

@@ -56,6 +56,7 @@ from autollm_sampler.integrations._common import (
     finite_or_none,
     parse_levels,
     same_fidelity,
+    short_repr,
 )
 from autollm_sampler.integrations._explain import Explanation, describe_history, describe_proposals
 from autollm_sampler.space import CategoricalParam, FloatParam, IntParam, SearchSpace
@@ -217,7 +218,22 @@ def _user_space(
             f"space= must be a SearchSpace, its dict form or a Tune param_space dict, got {type(space).__name__}"
         )
     if not _has_tune_domain(space):
-        return SearchSpace.from_dict(space), {}, {}
+        if "params" in space:
+            return SearchSpace.from_dict(space), {}, {}
+        # not the SearchSpace form: a Tune param_space without sampling domains (grid_search, constants only)
+        defs = [str(k) for k, v in space.items() if isinstance(v, Mapping) and "type" in v]
+        if defs:
+            raise InvalidSpaceError(
+                f"space= gives parameter definitions {short_repr(defs, 120)} at the top level; the SearchSpace form "
+                "puts them under 'params': space={'params': {...}, 'direction': 'minimize'}"
+            )
+        converted = convert_tune_space(space, roles=roles)  # refuses grid_search with its own message
+        if not converted[0].params:
+            raise InvalidSpaceError(
+                f"space= has no parameter to search (got {short_repr(dict(space), 200)}): give Tune domains "
+                "({'lr': tune.loguniform(1e-4, 1e-2)}) or the SearchSpace form {'params': {'lr': {'type': 'float', ...}}}"
+            )
+        return converted
     direction = space.get("direction", "minimize")
     inner = space.get("params")
     if isinstance(inner, Mapping) and set(space) <= {"params", "direction"} and isinstance(direction, str):
