@@ -17,6 +17,7 @@ import numpy as np
 
 from autollm_sampler.agent import Agent, load_agent
 from autollm_sampler.exceptions import CheckpointError
+from autollm_sampler.history import History, Trial
 
 __all__ = [
     "AgentSpec",
@@ -26,6 +27,7 @@ __all__ = [
     "derive_seed",
     "finite_or_none",
     "fresh_seed",
+    "history_items",
     "near_fidelity",
     "NEAR_TARGET_RTOL",
     "parse_levels",
@@ -427,3 +429,28 @@ class SamplerCore:
             c = cost if cost is not None else (schedule.levels[level].cost if level is not None else 0.0)
             spent[level] = spent.get(level, 0.0) + c
         return spent
+
+
+def history_items(history: Any) -> list[Trial | Mapping[str, Any]]:
+    """The trials of ``history=`` (the searcher's and ask/tell's): a History, a JSONL/JSON/CSV file path, or a
+    list of trial dicts (or :class:`Trial` objects).
+
+    Raises:
+        TypeError: for anything else (a dict, a number), naming what is accepted.
+    """
+    if history is None:
+        return []
+    if isinstance(history, History):
+        return list(history.trials)
+    if isinstance(history, (str, os.PathLike)):
+        return list(History.load(history).trials)  # by suffix: .csv, .json, else JSON lines
+    if isinstance(history, (Mapping, bytes)) or not isinstance(history, Iterable):
+        raise TypeError(
+            f"history= must be a History, a path to a .jsonl/.json/.csv history file, or a list of trial dicts "
+            f"{{'params', 'fidelity', 'value', 'state'}}; got {type(history).__name__}"
+        )
+    items = list(history)
+    for i, item in enumerate(items):
+        if not isinstance(item, (Trial, Mapping)):
+            raise TypeError(f"history[{i}] is a {type(item).__name__}; each trial must be a dict or a Trial")
+    return items

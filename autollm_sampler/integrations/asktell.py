@@ -38,6 +38,7 @@ from autollm_sampler.integrations._common import (
     SamplerCore,
     check_target,
     finite_or_none,
+    history_items,
     same_fidelity,
 )
 from autollm_sampler.integrations._explain import Explanation, describe_history, describe_proposals
@@ -179,11 +180,8 @@ class AskTell:
         A dict without ``id`` gets its index, as a JSONL line does (a clash with a trial already here gets
         the next free id).
         """
-        if isinstance(history, (str, os.PathLike)):
-            history = History.load(history)
-        trials = history.trials if isinstance(history, History) else [
-            Trial.parse({"id": i, **h} if isinstance(h, Mapping) else h, where=f"history[{i}]") for i, h in enumerate(history)
-        ]
+        trials = [h if isinstance(h, Trial) else Trial.parse({"id": i, **h}, where=f"history[{i}]")
+                  for i, h in enumerate(history_items(history))]
         for t in trials:
             t = t.model_copy(update={"fidelity": self._full_fidelity(t.fidelity)})
             if any(str(o.id) == str(t.id) for o in self._history.trials):

@@ -54,6 +54,7 @@ from autollm_sampler.integrations._common import (
     CostSchedule,
     SamplerCore,
     finite_or_none,
+    history_items,
     parse_levels,
     same_fidelity,
     short_repr,
@@ -250,26 +251,6 @@ def _user_space(
     return convert_tune_space(space, roles=roles)
 
 
-def _history_items(history: Any) -> Iterable[Trial | Mapping[str, Any]]:
-    """The trials of ``history=``: a History, a JSONL/JSON/CSV file path, or a list of trial dicts."""
-    if history is None:
-        return []
-    if isinstance(history, History):
-        return history.trials
-    if isinstance(history, (str, os.PathLike)):
-        return History.load(history).trials  # by suffix: .csv, .json, else JSON lines
-    if isinstance(history, (Mapping, bytes)) or not isinstance(history, Iterable):
-        raise TypeError(
-            f"history= must be a History, a path to a .jsonl/.json/.csv history file, or a list of trial dicts "
-            f"{{'params', 'fidelity', 'value', 'state'}}; got {type(history).__name__}"
-        )
-    items = list(history)
-    for i, item in enumerate(items):
-        if not isinstance(item, (Trial, Mapping)):
-            raise TypeError(f"history[{i}] is a {type(item).__name__}; each trial must be a dict or a Trial")
-    return items
-
-
 def _quantize(value: Any, q: float, param: Any) -> Any:
     v = round(float(value) / q) * q
     v = min(max(v, float(param.low)), float(param.high))
@@ -358,7 +339,7 @@ class AutoLLMSearcher(Searcher):
         self._last_proposal: dict[str, Proposal] = {}
         if space is not None:
             self._space, self._quantize, self._constants = _user_space(space, self._roles)
-        for item in _history_items(history):
+        for item in history_items(history):
             self._add_history(item)
 
     # ------------------------------------------------------------------ properties

@@ -123,8 +123,14 @@ def test_asktell_history_dicts_may_leave_out_the_id() -> None:
                                                                     {"params": {"lr": 3e-3}, "fidelity": CHEAP, "value": 1.9}])
     at.add_history([{"params": {"lr": 1e-2}, "fidelity": CHEAP, "value": 2.2}])  # index 0 is taken: next free id
     assert [t.id for t in at.history.trials] == [0, 1, 2]
-    with pytest.raises(Exception, match=r"history\[0\]: a trial must be an object, got 3"):
+    with pytest.raises(TypeError, match=r"history\[0\] is a int; each trial must be a dict or a Trial"):
         at.add_history([3])  # type: ignore[list-item]
+    # a dict or a number as the whole history: what is accepted (was "'int' object is not iterable", or
+    # "history[0]: a trial must be an object, got 'params'" for a single trial dict), as the searcher says
+    for bad in ({"params": {"lr": 1e-3}, "value": 2.0}, 3):
+        with pytest.raises(TypeError, match=r"history= must be a History, a path to a \.jsonl/\.json/\.csv history file"):
+            AskTell(SPACE, target=TARGET, agent="classical", history=bad)  # type: ignore[arg-type]
+    assert len(AskTell(SPACE, target=TARGET, agent="classical", history=at.history).history) == 3
 
 
 def test_searcher_and_asktell_recommend_name_their_trial() -> None:
