@@ -1,6 +1,7 @@
 # Two entry points: `make demo` (main job) and `make test` (lint, types, tests).
-# Both create .venv if missing and install torch==2.13.0 first (a CPU build from a local
-# file on our machines; a plain `torch` requirement would pull a multi-GB CUDA build).
+# Both create .venv if missing and install torch==2.13.0 first, unless .venv already imports torch:
+# the CPU build from PyTorch's CPU wheel index where that is reachable, else the plain pin (on our
+# machines and in CI it resolves to a local CPU file; from PyPI on Linux it is a multi-GB CUDA build).
 PY ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
@@ -14,8 +15,11 @@ endif
 # torch: on a machine that reaches the PyTorch CPU wheel index, take the CPU build from there (a plain
 # `torch` from PyPI is a multi-GB CUDA build on Linux); elsewhere (e.g. our CI, where a CPU file is on disk)
 # `pip install torch==2.13.0` as is. GPU users: install the torch build for their CUDA first, then `make`.
+# The check is one bounded request (TORCH_INDEX_TIMEOUT seconds), made only when the install recipe runs;
+# no curl, no answer or an error all mean the plain pin (tests/examples/test_makefile.py).
 TORCH_INDEX_URL ?= https://download.pytorch.org/whl/cpu
-TORCH_INDEX = $(shell curl -fsS -m 5 -o /dev/null $(TORCH_INDEX_URL)/torch/ 2>/dev/null && echo "--index-url $(TORCH_INDEX_URL) --extra-index-url https://pypi.org/simple")
+TORCH_INDEX_TIMEOUT ?= 5
+TORCH_INDEX = $(shell curl -fsS -m $(TORCH_INDEX_TIMEOUT) -o /dev/null $(TORCH_INDEX_URL)/torch/ 2>/dev/null && echo "--index-url $(TORCH_INDEX_URL) --extra-index-url https://pypi.org/simple")
 
 .PHONY: demo test lint typecheck pytest bench bench-quick bench-user train train-tiny train-llm bench-llm install clean
 

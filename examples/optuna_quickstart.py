@@ -14,7 +14,8 @@ target table (lower is better; 0% is the optimum).
 Seed 0 is printed trial by trial; then the best gap after k target runs over every seed (median and
 range), so one lucky or unlucky seed does not make the picture.
 
-Needs the Step Law raw data (``AUTOLLM_GYM_RAW``, ``../shared/gym_data/raw`` in this repository).
+Needs the Step Law raw data: ``AUTOLLM_GYM_RAW`` (``make demo`` sets it to ``../shared/gym_data/raw`` when that
+exists), else the cache that ``autollm-sampler gym fetch`` fills.
 """
 
 from __future__ import annotations
@@ -73,8 +74,11 @@ def run_study(sampler: optuna.samplers.BaseSampler, history: list[Any], dists: d
 
 
 AGENTS = {
-    "transformer": "the shipped research agent: a small trial-token transformer trained by this project's pipeline "
-                   "(training/pipeline.py) on other tasks' cheap-to-expensive histories, never on this target",
+    "transformer": "the shipped research agent: a trained in-context transformer policy (it reads "
+                   "the whole history, one token per run, and scores candidate configurations for the target; "
+                   "trained by training/pipeline.py on other tasks' cheap-to-expensive histories, never on this "
+                   "target) plus an adaptation step that corrects its predictions with the target runs as they "
+                   "come back (a small GP on its residuals)",
     "classical": "the classical agent: transfers the best configurations of the nearest cheaper cell (no model)",
 }
 

@@ -43,7 +43,8 @@ def test_optuna_quickstart_with_the_default_agent(raw_dir: Path) -> None:
     if not (DEFAULT_CHECKPOINT / "model.safetensors").exists():
         pytest.skip(f"the default checkpoint is not shipped yet ({DEFAULT_CHECKPOINT})")
     out = run_example("optuna_quickstart.py")
-    assert "Agent: transformer, the shipped research agent" in out
+    assert "Agent: transformer, the shipped research agent: a trained in-context transformer policy" in out
+    assert "plus an adaptation step" in out
 
 
 def test_inhouse_sweep(raw_dir: Path, tmp_path: Path) -> None:
