@@ -112,3 +112,16 @@ def test_example_script_runs() -> None:
     assert out.returncode == 0, out.stderr[-4000:]
     assert len(re.findall(r"^trial \d+: lr=", out.stdout, re.M)) == 5
     assert "best target run: {'lr':" in out.stdout
+
+
+def test_a_near_target_run_counts_as_a_target_run_as_the_readme_says(hub_module) -> None:
+    # README "Others": a run within 1% of the target on every axis is a target run
+    assert "within 1% of the target" in " ".join((REGISTRY / PACKAGE / "README.md").read_text().split())
+    sampler = hub_module.AutoLLMSampler(target=TARGET, agent="classical", seed=0)
+    study = study_with_cheap_runs(sampler, "sqlite:///:memory:")
+    near = {"n_params": TARGET["n_params"], "n_tokens": 25_999_966_208 / 2.6e10 * TARGET["n_tokens"]}
+    study.add_trial(create_trial(params={"lr": 1e-3, "batch_size": 128}, distributions=DISTS, value=2.5,
+                                 user_attrs={"fidelity": near}))
+    rec = sampler.recommend(study)
+    assert rec.source == "observed" and rec.extras["trial_number"] == 12  # the run itself, not a proposal
+    assert rec.params == {"lr": 1e-3, "batch_size": 128}
