@@ -341,9 +341,11 @@ class History(BaseModel):
 
     @classmethod
     def from_jsonl(cls, text: str, *, source: str = "<history>") -> History:
-        """Parse one trial per line (lines end at ``\n`` only, so a JSON string may hold U+2028 or U+0085).
+        """Parse one trial per line: the reading of :func:`read_history` (and so of the CLI) for a JSONL file.
 
-        A missing ``id`` becomes the trial's index (0-based).
+        Lines end at ``\n``, ``\r\n`` or ``\r`` (universal newlines, as a file read as text gives them)
+        and nowhere else, so a JSON string may hold U+2028 or U+0085; a leading byte-order mark is skipped
+        and blank lines are ignored. A missing ``id`` becomes the trial's index (0-based).
 
         Raises:
             TypeError: when ``text`` is a file path (read a file with :meth:`load`).
@@ -471,7 +473,17 @@ def read_history(path: str | os.PathLike[str]) -> tuple[History, list[str]]:
 
 
 def _jsonl_records(text: str, source: str) -> Iterator[tuple[int, Any]]:
-    # split on "\n" only: str.splitlines() also splits on U+0085, U+2028 ..., which JSON strings may hold raw
+    """The one JSONL reading: :meth:`History.from_jsonl` and :func:`read_history` (the CLI, ``History.load``,
+    the searcher's and ask/tell's ``history=path``) both call it, so a file is read like its text.
+
+    Universal newlines, as :func:`~autollm_sampler._io.read_text_file` gives a file's text (applying them
+    twice changes nothing); never str.splitlines(), which also splits at U+0085, U+2028 ..., characters a
+    JSON string may hold raw. A raw carriage return cannot stand inside a JSON string (JSON escapes it); one
+    between the tokens of a record ends the line, as it does in any file read as text.
+    """
+    if text.startswith("\ufeff"):
+        text = text[1:]
+    text = text.replace("\r\n", "\n").replace("\r", "\n")
     for line_no, line in enumerate(text.split("\n"), start=1):
         if not line.strip():
             continue
