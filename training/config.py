@@ -121,11 +121,18 @@ class PipelineConfig:
     export_distilled_dir: str | None = _help("Where the distilled-only checkpoint is copied.", None)
     raw_dir: str | None = _help("Raw gym data directory (default: AUTOLLM_GYM_RAW).", None)
     threads: int = _help("torch threads.", 2)
+    members: int = _help(
+        "Networks trained (seeds seed, seed+1, ...; each its own curate-to-RL run under out_dir/member<i>) and "
+        "combined into one ensemble checkpoint; 1: a single network.", 1)
     model: ModelSection = _help("Policy network architecture.", ModelSection)
     curate: CurateConfig = _help("Stage 1.", CurateConfig)
     simulate: SimulateConfig = _help("Stage 2.", SimulateConfig)
     distill: DistillConfig = _help("Stage 3.", DistillConfig)
     rl: RLConfig = _help("Stage 4.", RLConfig)
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.members <= 16:
+            raise ConfigError(f"members must be in [1, 16], got {self.members}")
 
     @property
     def out(self) -> Path:

@@ -10,6 +10,7 @@ it), so an interrupted run resumes where it stopped. Seeds are fixed by the conf
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import shutil
@@ -103,8 +104,31 @@ def stage_export(cfg: PipelineConfig) -> None:
         logger.info("exported %s -> %s", src, d)
 
 
+def member_config(cfg: PipelineConfig, i: int) -> PipelineConfig:
+    """The single-network run of ensemble member ``i``: seed ``cfg.seed + i``, under ``out_dir/member<i>``."""
+    return dataclasses.replace(cfg, name=f"{cfg.name}-member{i}", seed=cfg.seed + i, members=1,
+                               out_dir=str(cfg.out / f"member{i}"), export_dir=None, export_distilled_dir=None)
+
+
+def stage_ensemble(cfg: PipelineConfig) -> None:
+    """Combine the members' ``final`` and ``distilled`` checkpoints into ``out_dir/final`` and ``out_dir/distilled``."""
+    for stage in ("distilled", "final"):
+        parts = [cfg.out / f"member{i}" / stage for i in range(cfg.members)]
+        missing = [str(p) for p in parts if not (p / "manifest.json").exists()]
+        if missing:
+            raise FileNotFoundError(f"ensemble: member checkpoint(s) {missing} are missing; run their stages first")
+        agent = TransformerAgent.ensemble([TransformerAgent.load(p) for p in parts])
+        agent.save(cfg.out / stage, extra_meta={"stage": f"ensemble of {cfg.members} {stage}", "config": cfg.name})
+        logger.info("ensemble: %d members -> %s", cfg.members, cfg.out / stage)
+
+
 def run(cfg: PipelineConfig, *, stages: tuple[str, ...] = STAGES, force: bool = False, progress: bool = True) -> dict[str, Any]:
-    """Run the selected stages (earlier outputs are loaded from disk when a stage is skipped)."""
+    """Run the selected stages (earlier outputs are loaded from disk when a stage is skipped).
+
+    With ``cfg.members > 1`` every member runs the training stages in its own folder, then the members are
+    combined (:func:`stage_ensemble`) before the export."""
+    if cfg.members > 1:
+        return _run_ensemble(cfg, stages=stages, force=force, progress=progress)
     cfg.out.mkdir(parents=True, exist_ok=True)
     torch.set_num_threads(max(1, cfg.threads))
     torch.manual_seed(cfg.seed)
@@ -136,6 +160,27 @@ def run(cfg: PipelineConfig, *, stages: tuple[str, ...] = STAGES, force: bool = 
         summary["minutes_by_stage"] = merged
         summary["minutes_total"] = round(sum(merged.values()), 2)
     _write(path, summary)
+    return summary
+
+
+def _run_ensemble(cfg: PipelineConfig, *, stages: tuple[str, ...], force: bool, progress: bool) -> dict[str, Any]:
+    cfg.out.mkdir(parents=True, exist_ok=True)
+    _write(cfg.out / "config.json", cfg.to_dict())
+    t0 = time.time()
+    train = tuple(s for s in stages if s != "export")
+    members = []
+    for i in range(cfg.members):
+        logger.info("ensemble member %d of %d (seed %d)", i + 1, cfg.members, cfg.seed + i)
+        members.append(run(member_config(cfg, i), stages=train, force=force, progress=progress) if train else {})
+    s = time.time()
+    if "rl" in stages or "distill" in stages or not (cfg.out / "final" / "manifest.json").exists():
+        stage_ensemble(cfg)
+    timings = {"members": round((s - t0) / 60, 2), "ensemble": round((time.time() - s) / 60, 2)}
+    if "export" in stages:
+        stage_export(cfg)
+    summary = {"config": cfg.name, "members": members, "minutes_total": round((time.time() - t0) / 60, 2),
+               "minutes_by_stage": timings}
+    _write(cfg.out / "summary.json", summary)
     return summary
 
 

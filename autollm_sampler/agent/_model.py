@@ -37,7 +37,7 @@ import math
 import os
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -102,6 +102,8 @@ class AgentModelConfig:
     n_random_candidates: int = 192
     n_local_candidates: int = 96
     max_query: int = 256
+    #: networks of this architecture whose predictions are combined (an ensemble of training seeds)
+    members: int = 1
 
     def __post_init__(self) -> None:
         if self.hidden_size % self.num_heads:
@@ -226,17 +228,24 @@ class TransformerAgent(Agent):
 
     def __init__(self, net: Any, *, cfg: AgentModelConfig | None = None, meta: Mapping[str, Any] | None = None,
                  temperature: float = 0.0, adapt: bool = True) -> None:
-        # ``net``: a torch ``PolicyNet`` (training; proposals then run through torch) or a
-        # ``NumpyPolicyNet`` (a loaded checkpoint; proposing imports no torch)
-        if isinstance(net, NumpyPolicyNet):
+        # ``net``: a torch ``PolicyNet`` (training; proposals then run through torch), a ``NumpyPolicyNet``
+        # (a loaded checkpoint; proposing imports no torch), or a list of them (an ensemble, ``cfg.members``)
+        nets = list(net) if isinstance(net, (list, tuple)) else [net]
+        if all(isinstance(n, NumpyPolicyNet) for n in nets):
             if cfg is None:
                 raise ValueError("a NumpyPolicyNet needs its AgentModelConfig: TransformerAgent(net, cfg=...)")
-            self._np: NumpyPolicyNet | None = net
+            if len(nets) != cfg.members:
+                raise ValueError(f"cfg.members={cfg.members} but {len(nets)} network(s) were given")
+            self._np: NumpyPolicyNet | None = nets[0]
+            #: every member network (one for a single checkpoint)
+            self._members: list[NumpyPolicyNet] = nets
             self._torch: Any = None
             self.cfg = cfg
-        else:
-            self._np, self._torch = None, net.eval()
+        elif len(nets) == 1:
+            self._np, self._members, self._torch = None, [], net.eval()
             self.cfg = net.cfg
+        else:
+            raise ValueError("an ensemble is built from loaded (numpy) members: TransformerAgent.ensemble([...])")
         self.meta = dict(meta or {})
         self.temperature = temperature
         #: correct predictions with the target runs, avoid failed regions and spread batches (agent/_adapt.py)
@@ -251,9 +260,12 @@ class TransformerAgent(Agent):
         if self._torch is None:
             from autollm_sampler.agent._net import PolicyNet
 
+            if len(self._members) > 1:
+                raise ValueError(f"this agent is an ensemble of {len(self._members)} networks and has no single torch "
+                                 "network to train; train its members (training.pipeline with members: 1) instead")
             assert self._np is not None
             self._torch = PolicyNet.from_arrays(self.cfg, self._np.weights).eval()
-            self._np = None
+            self._np, self._members = None, []
         return self._torch
 
     @property
@@ -263,6 +275,28 @@ class TransformerAgent(Agent):
 
     # ------------------------------------------------------------------ construction / persistence
     @classmethod
+    def ensemble(cls, agents: Sequence[TransformerAgent], *, meta: Mapping[str, Any] | None = None) -> TransformerAgent:
+        """One agent from several loaded checkpoints of the same architecture (for example training seeds).
+
+        Its policy is the mean of the members' log-probabilities over the candidates, and its predicted
+        outcome the members' mixture: the mean of their means, with the spread of the mixture (their mean
+        variance plus the variance of their means), so where the members disagree the agent is less sure.
+        """
+        if len(agents) < 2:
+            raise ValueError(f"an ensemble needs at least 2 agents, got {len(agents)}")
+        nets: list[NumpyPolicyNet] = []
+        for a in agents:
+            if a._np is None:
+                raise ValueError("ensemble members must be loaded checkpoints (TransformerAgent.load), not networks in training")
+            nets += a._members
+        cfg0 = replace(agents[0].cfg, members=1)
+        for a in agents[1:]:
+            if replace(a.cfg, members=1) != cfg0:
+                raise ValueError(f"ensemble members must share one architecture: {asdict(a.cfg)} != {asdict(cfg0)}")
+        return cls(nets, cfg=replace(cfg0, members=len(nets)), meta={**(meta or {}), "members": [dict(a.meta) for a in agents]},
+                   temperature=agents[0].temperature, adapt=agents[0].adapt)
+
+    @classmethod
     def from_config(cls, cfg: AgentModelConfig, *, seed: int = 0) -> TransformerAgent:
         from autollm_sampler.agent._net import PolicyNet
 
@@ -270,6 +304,8 @@ class TransformerAgent(Agent):
 
     def weights(self) -> dict[str, np.ndarray]:
         """Name -> float32 array of every weight (the content of ``model.safetensors``)."""
+        if len(self._members) > 1:  # an ensemble: member i's tensors under "member<i>."
+            return {f"member{i}.{k}": v for i, net in enumerate(self._members) for k, v in net.weights.items()}
         if self._np is not None:
             return dict(self._np.weights)
         return {k: v.detach().cpu().numpy().copy() for k, v in self._torch.state_dict().items()}
@@ -326,17 +362,20 @@ class TransformerAgent(Agent):
             _verify_files(p, manifest)
         cfg = _read_model_config(p / "config.json")
         weights = _read_weights(p / "model.safetensors")
-        try:
-            net = NumpyPolicyNet(weights, hidden_size=cfg.hidden_size, num_layers=cfg.num_layers,
-                                 num_heads=cfg.num_heads, intermediate_size=cfg.intermediate_size)
-        except ValueError as exc:
-            raise CheckpointError(f"{p / 'model.safetensors'} does not match the model config.json describes: {exc}") from None
-        bad = [k for k, v in net.weights.items() if not np.isfinite(v).all()]
-        if bad:
-            raise CheckpointError(f"{p / 'model.safetensors'} has non-finite weights in {len(bad)} tensor(s) "
-                                  f"({', '.join(sorted(bad)[:3])}); the checkpoint is corrupt")
-        _probe(net, cfg, p / "model.safetensors")
-        return cls(net, cfg=cfg, meta=meta, **kwargs)
+        nets = []
+        for part in _member_weights(weights, cfg.members, p / "model.safetensors"):
+            try:
+                net = NumpyPolicyNet(part, hidden_size=cfg.hidden_size, num_layers=cfg.num_layers,
+                                     num_heads=cfg.num_heads, intermediate_size=cfg.intermediate_size)
+            except ValueError as exc:
+                raise CheckpointError(f"{p / 'model.safetensors'} does not match the model config.json describes: {exc}") from None
+            bad = [k for k, v in net.weights.items() if not np.isfinite(v).all()]
+            if bad:
+                raise CheckpointError(f"{p / 'model.safetensors'} has non-finite weights in {len(bad)} tensor(s) "
+                                      f"({', '.join(sorted(bad)[:3])}); the checkpoint is corrupt")
+            _probe(net, cfg, p / "model.safetensors")
+            nets.append(net)
+        return cls(nets, cfg=cfg, meta=meta, **kwargs)
 
     # ------------------------------------------------------------------ guardrails
     def check_input(self, history: History, space: SearchSpace, target: Mapping[str, float]) -> OODReport:
@@ -384,14 +423,15 @@ class TransformerAgent(Agent):
             base = encode(history, space, target, units[:0])
         enc = with_queries(base, units)
         with np.errstate(over="ignore", invalid="ignore"):  # an overflow is reported below, not warned about
+            n = len(units)
             if self._np is not None:
-                out = self._np.forward(state_arrays([enc]), max_query=self.cfg.max_query)
+                batch = state_arrays([enc])
+                outs = [net.forward(batch, max_query=self.cfg.max_query) for net in self._members]
             else:
                 from autollm_sampler.agent._net import infer
 
-                out = infer(self._torch, enc, max_query=self.cfg.max_query)
-            n = len(units)
-            score, mu, sigma = out["score"][0][:n], out["mu"][0][:n], np.exp(out["log_sigma"][0][:n])
+                outs = [infer(self._torch, enc, max_query=self.cfg.max_query)]
+            score, mu, sigma = _combine([(o["score"][0][:n], o["mu"][0][:n], np.exp(o["log_sigma"][0][:n])) for o in outs])
             finite = np.isfinite(score).all() and np.isfinite(mu).all() and np.isfinite(sigma).all()
             value, std = enc.from_y(mu, sigma)
         if not (finite and np.isfinite(value).all() and np.isfinite(std).all()):
@@ -553,8 +593,39 @@ _SHA256 = re.compile(r"[0-9a-f]{64}")
 _CFG_RANGES = {
     "hidden_size": (1, 4096), "num_layers": (1, 64), "num_heads": (1, 256), "intermediate_size": (1, 16384),
     "max_params": (1, D_MAX), "n_random_candidates": (0, 65536), "n_local_candidates": (0, 65536),
-    "max_query": (1, 65536),
+    "max_query": (1, 65536), "members": (1, 16),
 }
+
+
+def _combine(outs: Sequence[tuple[np.ndarray, np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Members' (logits, mu, sigma) over the same candidates -> the ensemble's: mean log-probability, and the
+    mixture's mean and standard deviation (in the network's output units)."""
+    if len(outs) == 1:
+        return outs[0]
+    logp = [s - (s.max() + np.log(np.exp(s - s.max()).sum())) for s, _, _ in outs]
+    mus = np.stack([m for _, m, _ in outs]).astype(float)
+    var = np.stack([sd for _, _, sd in outs]).astype(float) ** 2
+    mean = mus.mean(0)
+    return np.mean(logp, 0), mean, np.sqrt(np.maximum((var + mus**2).mean(0) - mean**2, var.min(0)))
+
+
+def _member_weights(weights: Mapping[str, np.ndarray], members: int, path: Path) -> list[dict[str, np.ndarray]]:
+    """The tensors of each member: all of them for one network, ``member<i>.``-prefixed ones for an ensemble."""
+    if members == 1:
+        return [dict(weights)]
+    parts: list[dict[str, np.ndarray]] = [{} for _ in range(members)]
+    stray = []
+    for key, value in weights.items():
+        head, _, rest = key.partition(".")
+        i = int(head[6:]) if head.startswith("member") and head[6:].isdigit() else -1
+        if 0 <= i < members and rest:
+            parts[i][rest] = value
+        else:
+            stray.append(key)
+    if stray:
+        raise CheckpointError(f"{path}: config.json says {members} members, but tensor(s) {sorted(stray)[:3]} belong to "
+                              f"none of member0..member{members - 1}; the checkpoint is corrupt")
+    return parts
 
 
 def _read_json(path: Path) -> Any:

@@ -20,6 +20,7 @@ from autollm_sampler.benchmark._policies import (
     RandomSearch,
     SuccessiveHalving,
     TransferSearch,
+    checkpoint_fingerprint,
     cmaes_warm_start_supported,
     load_agent_cached,
 )
@@ -137,6 +138,14 @@ METHODS: dict[str, MethodSpec] = {
 DEFAULT_METHODS: tuple[str, ...] = (*METHODS, "agent-llm")
 #: The agent and its ablations (excluded when picking "the best baseline").
 AGENT_METHODS = frozenset({"agent", "agent-distilled", "agent-nohist", "agent-noadapt", "agent-extrap", "agent-llm"})
+
+
+def method_fingerprint(name: str) -> str:
+    """What a cached episode of method ``name`` depends on beyond the code: for an agent with a checkpoint, a
+    digest of its manifest (which holds the sha256 of its weights and config), so that a retrained or restamped
+    checkpoint is never scored with episodes of the old one; ``""`` otherwise."""
+    agent = method_spec(name).agent
+    return checkpoint_fingerprint(agent) if agent else ""
 
 
 def method_spec(name: str) -> MethodSpec:

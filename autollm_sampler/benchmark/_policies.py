@@ -18,6 +18,7 @@ import logging
 import math
 import warnings
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
@@ -257,13 +258,29 @@ def load_agent_cached(name_or_path: str) -> Any:
     becoming a quieter classical fallback; the fallbacks that remain by design (inputs outside the model's
     training distribution) are counted per episode and printed per method.
     """
-    if name_or_path not in _AGENTS:
+    key = f"{name_or_path}@{checkpoint_fingerprint(name_or_path)}"  # a checkpoint rewritten in place is reloaded
+    if key not in _AGENTS:
         from autollm_sampler.agent import load_agent
 
         agent = load_agent(name_or_path)
         agent.strict = True
-        _AGENTS[name_or_path] = agent
-    return _AGENTS[name_or_path]
+        _AGENTS[key] = agent
+    return _AGENTS[key]
+
+
+def checkpoint_fingerprint(name_or_path: str) -> str:
+    """16 hex digits of the sha256 of an agent checkpoint's manifest (``""``: no checkpoint file, e.g. classical)."""
+    import hashlib
+
+    if name_or_path == "classical" or name_or_path.startswith("llm:"):
+        return ""
+    from autollm_sampler.agent import DEFAULT_CHECKPOINT
+
+    path = DEFAULT_CHECKPOINT if name_or_path == "default" else Path(name_or_path)
+    for manifest in (path / "manifest.json", path / "llm_agent.json"):
+        if manifest.is_file():
+            return hashlib.sha256(manifest.read_bytes()).hexdigest()[:16]
+    return ""
 
 
 class AgentPolicy(_CellProposer):

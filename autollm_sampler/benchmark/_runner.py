@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 
 from autollm_sampler.benchmark._candidates import candidate_index, resolve_proposal
-from autollm_sampler.benchmark._methods import DEFAULT_METHODS, make_policy, method_spec
+from autollm_sampler.benchmark._methods import DEFAULT_METHODS, make_policy, method_fingerprint, method_spec
 from autollm_sampler.benchmark._policies import BenchPolicy
 from autollm_sampler.exceptions import ConfigError, RawDataError
 from autollm_sampler.gym import LLMConfigEnv, Observation, TabularTask, experiments, list_ids, make, registry
@@ -360,7 +360,9 @@ def run_benchmark(
     plan = plan or plan_episodes(cfg)
     cfg.out.mkdir(parents=True, exist_ok=True)
     cache_path = cfg.out / CACHE_NAME
-    done = load_cache(cache_path)
+    # an agent's episodes are reused only while its checkpoint is the one they were run with
+    fps = {m: method_fingerprint(m) for m in {e.method for e in plan.episodes}}
+    done = {k: r for k, r in load_cache(cache_path).items() if r.get("fp", "") == fps.get(r.get("method", ""), "")}
     todo = sorted((e for e in plan.episodes if e.key not in done), key=lambda e: -_weight(e))
     errors: dict[str, str] = {}
     bar: Any = None
@@ -372,6 +374,7 @@ def run_benchmark(
     with open(cache_path, "a") as fh:
         for key, rec, err in _execute(todo, cfg.workers):
             if rec is not None:
+                rec["fp"] = fps.get(rec["method"], "")
                 fh.write(json.dumps(rec) + "\n")
                 fh.flush()
                 done[key] = rec

@@ -112,6 +112,36 @@ def test_resume_runs_only_missing_episodes(tmp_path: Path, monkeypatch: pytest.M
     assert len(load_cache(cache)) == len(records)
 
 
+def test_an_agents_cached_episodes_are_rerun_when_its_checkpoint_changes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from autollm_sampler.agent._model import AgentModelConfig, TransformerAgent
+
+    tiny = AgentModelConfig(hidden_size=16, num_layers=1, num_heads=2, intermediate_size=16)
+    ckpt = TransformerAgent.from_config(tiny, seed=0).save(tmp_path / "ckpt")
+    cfg = BenchConfig(families=["steplaw-moe-v1"], methods=[f"agent:{ckpt}", "transfer"], settings=("A",),
+                      histories=("full",), seeds=1, out=tmp_path / "out", workers=1)
+    first, errors = run_benchmark(cfg, progress=False)
+    assert not errors and {r["method"] for r in first} == {f"agent:{ckpt}", "transfer"}
+    assert all(len(r["fp"]) == 16 for r in first if r["method"] != "transfer")
+    ran: list[str] = []
+    real = _runner.run_episode
+
+    def counting(spec: EpisodeSpec, policy: object = None) -> dict[str, object]:
+        ran.append(spec.method)
+        return real(spec)
+
+    monkeypatch.setattr(_runner, "run_episode", counting)
+    run_benchmark(cfg, progress=False)
+    assert ran == []  # same checkpoint: every episode comes from the cache
+    TransformerAgent.from_config(tiny, seed=1).save(ckpt)  # retrained in place
+    again, _ = run_benchmark(cfg, progress=False)
+    n_agent = sum(r["method"] != "transfer" for r in first)
+    assert ran == [f"agent:{ckpt}"] * n_agent  # only the agent's episodes reran; transfer's were kept
+    assert {r["fp"] for r in again if r["method"] != "transfer"} != {r["fp"] for r in first if r["method"] != "transfer"}
+    # and they ran with the new weights (the process had the old checkpoint loaded)
+    preds = lambda recs: [s["pred"] for r in recs if r["method"] != "transfer" for s in r["steps"]]  # noqa: E731
+    assert preds(again) != preds(first)
+
+
 def test_parallel_workers_give_the_same_records(tmp_path: Path) -> None:
     common = dict(families=["steplaw-moe-v1"], methods=["cmaes"], settings=("A",), histories=("full",), seeds=1)
     serial, _ = run_benchmark(BenchConfig(**common, out=tmp_path / "one", workers=1), progress=False)  # type: ignore[arg-type]

@@ -139,6 +139,36 @@ def test_rerun_is_resumable(tiny_run: Run) -> None:
     assert summary["minutes_total"] <= tiny_run.summary["minutes_total"]
 
 
+def test_members_train_as_single_runs_with_their_own_seeds_and_export_one_ensemble(tiny_run: Run, tmp_path: Path) -> None:
+    """``members: 2``: member 0 is the single run with the config's seed (here resumed from a copy of that run,
+    so nothing of it is recomputed), member 1 trains with seed + 1, and the export is one ensemble checkpoint."""
+    import dataclasses
+    import shutil
+
+    from safetensors.numpy import load_file
+
+    out = tmp_path / "ens"
+    shutil.copytree(tiny_run.cfg.out, out / "member0")
+    cfg = dataclasses.replace(tiny_run.cfg, members=2, out_dir=str(out), export_dir=str(tmp_path / "exp" / "final"),
+                              export_distilled_dir=str(tmp_path / "exp" / "distilled"))
+    before = _mtimes(out / "member0")
+    summary = pipeline.run(cfg, progress=False)
+    assert _mtimes(out / "member0") == before, "member 0 (the single run's seed) was recomputed"
+    assert json.loads((out / "member1" / "config.json").read_text())["seed"] == cfg.seed + 1
+    assert len(summary["members"]) == 2 and summary["minutes_total"] >= 0
+    single = load_file(str(tiny_run.cfg.out / "final" / "model.safetensors"))
+    other = load_file(str(out / "member1" / "final" / "model.safetensors"))
+    for stage in ("final", "distilled"):
+        exported = tmp_path / "exp" / stage
+        assert (exported / "model.safetensors").read_bytes() == (out / stage / "model.safetensors").read_bytes()
+        agent = load_agent(exported)
+        assert isinstance(agent, TransformerAgent) and agent.cfg.members == 2
+    ens = load_file(str(out / "final" / "model.safetensors"))
+    assert all(np.array_equal(ens[f"member0.{k}"], v) for k, v in single.items())
+    assert all(np.array_equal(ens[f"member1.{k}"], v) for k, v in other.items())
+    assert any(not np.array_equal(single[k], other[k]) for k in single), "member 1 must differ (another seed)"
+
+
 def test_cli_runs_selected_stages_only(tmp_path: Path, raw_dir: Path, capsys: pytest.CaptureFixture[str],
                                        monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("AUTOLLM_GYM_RAW", str(raw_dir))
