@@ -10,6 +10,7 @@ get their own, smaller table at the end.
 from __future__ import annotations
 
 import hashlib
+import dataclasses
 import json
 import logging
 import math
@@ -164,17 +165,22 @@ def _pickle_as_safetensors(c: Path) -> None:
     rehash(c, MODEL)
 
 
-def _reshape(w: dict[str, np.ndarray]) -> None: w["mix.1.weight"] = w["mix.1.weight"].reshape(32, 128)
-def _drop_tensor(w: dict[str, np.ndarray]) -> None: del w["value_head.2.bias"]
+def _k(w: dict[str, np.ndarray], name: str) -> str:
+    """A tensor's key: the name itself, or member 0's copy of it in an ensemble checkpoint."""
+    return name if name in w else f"member0.{name}"
+
+
+def _reshape(w: dict[str, np.ndarray]) -> None: w[_k(w, "mix.1.weight")] = w[_k(w, "mix.1.weight")].reshape(32, 128)
+def _drop_tensor(w: dict[str, np.ndarray]) -> None: del w[_k(w, "value_head.2.bias")]
 def _extra_tensor(w: dict[str, np.ndarray]) -> None: w["backdoor.weight"] = np.zeros((4, 4), np.float32)
-def _as_float64(w: dict[str, np.ndarray]) -> None: w["scal.bias"] = w["scal.bias"].astype(np.float64)
-def _as_int32(w: dict[str, np.ndarray]) -> None: w["scal.bias"] = np.zeros_like(w["scal.bias"], dtype=np.int32)
+def _as_float64(w: dict[str, np.ndarray]) -> None: w[_k(w, "scal.bias")] = w[_k(w, "scal.bias")].astype(np.float64)
+def _as_int32(w: dict[str, np.ndarray]) -> None: w[_k(w, "scal.bias")] = np.zeros_like(w[_k(w, "scal.bias")], dtype=np.int32)
 def _all_nan(w: dict[str, np.ndarray]) -> None: w.update({k: np.full_like(v, np.nan) for k, v in w.items()})
-def _one_inf(w: dict[str, np.ndarray]) -> None: w["value_head.2.bias"][1] = np.inf
-def _one_nan_in_a_norm(w: dict[str, np.ndarray]) -> None: w["backbone.layers.1.input_layernorm.weight"][3] = np.nan
+def _one_inf(w: dict[str, np.ndarray]) -> None: w[_k(w, "value_head.2.bias")][1] = np.inf
+def _one_nan_in_a_norm(w: dict[str, np.ndarray]) -> None: w[_k(w, "backbone.layers.1.input_layernorm.weight")][3] = np.nan
 def _huge_weights(w: dict[str, np.ndarray]) -> None: w.update({k: v * np.float32(1e30) for k, v in w.items()})
-def _huge_value_head(w: dict[str, np.ndarray]) -> None: w["value_head.2.weight"] *= np.float32(1e4)
-def _tiny_change(w: dict[str, np.ndarray]) -> None: w["mix.1.weight"][0, 0] += np.float32(1e-3)
+def _huge_value_head(w: dict[str, np.ndarray]) -> None: w[_k(w, "value_head.2.weight")] *= np.float32(1e4)
+def _tiny_change(w: dict[str, np.ndarray]) -> None: w[_k(w, "mix.1.weight")][0, 0] += np.float32(1e-3)
 
 
 def _model_missing(conf: Any) -> None: conf.pop("model")
@@ -372,9 +378,9 @@ def test_scaled_weights_are_refused_at_load_or_propose_finite_values(tmp_path: P
 def test_a_network_that_overflows_is_never_proposed_from(tmp_path: Path) -> None:
     # huge but finite weights that pass no load check (built directly): the prediction overflows in from_y
     shipped = TransformerAgent.load(SHIPPED)
-    w = shipped.weights()
+    w = dict(shipped._members[0].weights)  # one network (the shipped checkpoint may be an ensemble)
     w["value_head.2.weight"] = w["value_head.2.weight"] * np.float32(1e4)
-    cfg = shipped.cfg
+    cfg = dataclasses.replace(shipped.cfg, members=1)
     net = NumpyPolicyNet(w, hidden_size=cfg.hidden_size, num_layers=cfg.num_layers, num_heads=cfg.num_heads,
                          intermediate_size=cfg.intermediate_size)
     agent = TransformerAgent(net, cfg=cfg)
