@@ -53,7 +53,7 @@ from autollm_sampler.space import (
     SimplexParam,
 )
 
-__all__ = ["TrialState", "Trial", "History", "fidelity_key", "check_params", "read_history", "parse_csv_value"]
+__all__ = ["TrialState", "Trial", "History", "FidelityPoint", "fidelity_key", "check_params", "read_history", "parse_csv_value"]
 
 TrialState = Literal["complete", "pruned", "failed", "running"]
 
@@ -75,8 +75,65 @@ Number = Annotated[float, Strict(), BeforeValidator(_number_text)]
 _FKEYS: dict[tuple[Any, ...], tuple[tuple[str, float], ...]] = {}
 
 
+class FidelityPoint(dict):  # type: ignore[type-arg]
+    """A fidelity dict that remembers its :func:`fidelity_key` (forgotten on any change).
+
+    The integrations build their histories' fidelities as these: the agent asks for the key of every
+    trial's fidelity several times per proposal. It is a plain ``dict`` in every other respect.
+    """
+
+    __slots__ = ("_key",)
+    _key: tuple[tuple[str, float], ...] | None
+
+    def __setitem__(self, k: Any, v: Any) -> None:
+        self._key = None
+        super().__setitem__(k, v)
+
+    def __delitem__(self, k: Any) -> None:
+        self._key = None
+        super().__delitem__(k)
+
+    def __ior__(self, other: Any) -> FidelityPoint:  # type: ignore[override, misc]
+        self._key = None
+        super().__ior__(other)
+        return self
+
+    def update(self, *args: Any, **kwargs: Any) -> None:
+        self._key = None
+        super().update(*args, **kwargs)
+
+    def setdefault(self, k: Any, default: Any = None) -> Any:
+        self._key = None
+        return super().setdefault(k, default)
+
+    def pop(self, *args: Any) -> Any:
+        self._key = None
+        return super().pop(*args)
+
+    def popitem(self) -> Any:
+        self._key = None
+        return super().popitem()
+
+    def clear(self) -> None:
+        self._key = None
+        super().clear()
+
+
 def fidelity_key(fidelity: Mapping[str, float]) -> tuple[tuple[str, float], ...]:
     """A hashable, order-independent key for a fidelity point (values to 10 significant digits)."""
+    if type(fidelity) is FidelityPoint:
+        key: tuple[tuple[str, float], ...] | None
+        try:
+            key = fidelity._key
+        except AttributeError:  # made without __init__ (a copy or an unpickled one)
+            key = None
+        if key is None:
+            key = fidelity._key = _fidelity_key(fidelity)
+        return key
+    return _fidelity_key(fidelity)
+
+
+def _fidelity_key(fidelity: Mapping[str, float]) -> tuple[tuple[str, float], ...]:
     items: tuple[Any, ...] | None = tuple(fidelity.items())
     try:
         hit = _FKEYS.get(items)  # type: ignore[arg-type]

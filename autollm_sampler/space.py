@@ -33,6 +33,7 @@ import math
 import re
 from collections.abc import Mapping, Sequence
 from functools import lru_cache
+from operator import itemgetter
 from typing import Annotated, Any, Literal, Union
 
 import numpy as np
@@ -720,16 +721,19 @@ class SearchSpace(BaseModel):
         for name, p in self.params.items():
             if isinstance(p, CategoricalParam):
                 pos = p.positions(p.resolved_role(name))
-                lookup = _categorical_lookup(p._cache_key())
-                for j, cfg in enumerate(configs):
+                get = _categorical_lookup(p._cache_key()).get
+                idxs: list[int] = []
+                for cfg in configs:
                     v = cfg[name]
-                    idx = lookup.get(_choice_key(v))
-                    out[j, col] = pos[idx if idx is not None else p.index_of(name, v)]
+                    tv = type(v)  # _choice_key inlined for the common types (same keys)
+                    idx = get(("num", float(v)) if tv is float or tv is int else ("str", v) if tv is str else _choice_key(v))
+                    idxs.append(idx if idx is not None else p.index_of(name, v))
+                out[:, col] = pos[idxs] if idxs else 0.0
             elif isinstance(p, SimplexParam):
                 for j, cfg in enumerate(configs):
                     out[j, col : col + p.width] = p.to_unit(cfg[name])
             else:
-                vals = np.fromiter((cfg[name] for cfg in configs), float, len(configs))
+                vals = np.fromiter(map(itemgetter(name), configs), float, len(configs))
                 fast = p.to_unit_array(vals)
                 if fast is not None:
                     out[:, col] = fast

@@ -68,17 +68,57 @@ class _Cell:
         self.fid, self.n, self.best, self.summary = fid, n, best, summary
 
 
-def _cheap_cells(history: History, space: SearchSpace, target: Mapping[str, float], enc: Encoded) -> list[_Cell]:
-    tkey = fidelity_key(target)
+class _Summary:
+    """What the rationale reads of a history, in one pass: each cheaper cell's completed runs (count and best,
+    in order of first appearance, as :meth:`History.cells` groups them) and the runs at the target, both as
+    the target-trial tests of :func:`explain_choice` and :func:`_step_text` count them."""
+
+    __slots__ = ("cells", "target_done", "target_failed", "target_best")
+
+    def __init__(self, history: History, target: Mapping[str, float], sign: float) -> None:
+        tkey = fidelity_key(target)
+        cells: dict[Any, list[Any]] = {}  # key -> [completed runs, best run, its signed value]
+        n_done = n_failed = 0
+        best: Trial | None = None
+        best_v = 0.0
+        for t in history.trials:
+            fid = t.fidelity
+            key = fidelity_key(fid)
+            complete = t.state == "complete" and t.value is not None
+            if not fid or key == tkey:
+                if complete:
+                    n_done += 1
+                    v = sign * float(t.value)  # type: ignore[arg-type]
+                    if best is None or v < best_v:  # the first best, as min() keeps it
+                        best, best_v = t, v
+                elif t.state == "failed":
+                    n_failed += 1
+                if not key or key == tkey:
+                    continue
+            if not complete:
+                cells.setdefault(key, [0, None, 0.0])
+                continue
+            entry = cells.get(key)
+            v = sign * float(t.value)  # type: ignore[arg-type]
+            if entry is None:
+                cells[key] = [1, t, v]
+            else:
+                entry[0] += 1
+                if entry[1] is None or v < entry[2]:
+                    entry[1], entry[2] = t, v
+        self.cells = cells
+        self.target_done, self.target_failed, self.target_best = n_done, n_failed, best
+
+
+def _cheap_cells(history: History, space: SearchSpace, target: Mapping[str, float], enc: Encoded,
+                 summary: _Summary | None = None) -> list[_Cell]:
+    if summary is None:
+        summary = _Summary(history, target, space.sign)
     by_key = {fidelity_key(c.fidelity): c for c in enc.cells if not c.is_target}
     out = []
-    for key, trials in history.cells().items():
-        if key == tkey or not key:
-            continue
-        best = _best_trial(trials, space.sign)
+    for key, (n, best, _) in summary.cells.items():
         if best is None:
             continue
-        n = sum(t.is_complete and t.value is not None for t in trials)
         out.append(_Cell(dict(key), n, best, by_key.get(key)))
     return sorted(out, key=lambda c: _scale(c.fid))
 
@@ -176,6 +216,7 @@ def explain_choice(
     model_here: float | None = None,
     model_at_extrap: float | None = None,
     step: str = "",
+    _summary: _Summary | None = None,
 ) -> str:
     """A plain-words rationale for the proposal at unit point ``u``, citing the evidence in ``history``.
 
@@ -183,9 +224,10 @@ def explain_choice(
     extrapolated optimum (they explain a proposal away from it); ``step`` says which step chose it.
     """
     history = history if history is not None else History()
+    summary = _summary if _summary is not None else _Summary(history, target, space.sign)
     tkey = fidelity_key(target)
     parts: list[str] = []
-    cells = _cheap_cells(history, space, target, enc)
+    cells = _cheap_cells(history, space, target, enc, summary)
     n_fit = sum(1 for c in enc.cells if not c.is_target and c.n >= 2)
     ex_unit = space.snap_unit_many(np.asarray(enc.extrap, float)[None])[0]
     ex_cfg = space.from_unit(ex_unit)
@@ -202,13 +244,11 @@ def explain_choice(
             parts.append(_trend_sentence(enc, space.width, n_fit))
     else:
         parts.append("No low-fidelity evidence; the model falls back on its prior over LLM-like landscapes.")
-    target_trials = [t for t in history.trials if (not t.fidelity or fidelity_key(t.fidelity) == tkey) and tkey]
-    done = [t for t in target_trials if t.is_complete and t.value is not None]
-    n_failed = sum(t.state == "failed" for t in target_trials)
-    if done:
-        best = _best_trial(done, space.sign)
+    n_done, n_failed = (summary.target_done, summary.target_failed) if tkey else (0, 0)
+    if n_done:
+        best = summary.target_best
         assert best is not None
-        text = f"{_plural(len(done), 'target run')} completed so far, best {float(best.value):.4g}"  # type: ignore[arg-type]
+        text = f"{_plural(n_done, 'target run')} completed so far, best {float(best.value):.4g}"  # type: ignore[arg-type]
         parts.append(text + (f"; {_plural(n_failed, 'failed target run')}." if n_failed else "."))
     elif n_failed:
         parts.append(f"No completed target run yet; {_plural(n_failed, 'failed target run')}.")
@@ -232,12 +272,12 @@ def explain_choice(
     return " ".join(parts)
 
 
-def _step_text(agent: Any, history: History, target: Mapping[str, float], batch_index: int) -> str:
+def _step_text(agent: Any, history: History, target: Mapping[str, float], batch_index: int,
+               summary: _Summary | None = None) -> str:
     """Which step chose the proposal (mirrors ``TransformerAgent._propose`` and ``agent/_adapt.py``)."""
-    tkey = fidelity_key(target)
-    mine = [t for t in history.trials if not t.fidelity or fidelity_key(t.fidelity) == tkey]
-    n_done = sum(t.state == "complete" and t.value is not None for t in mine)
-    n_failed = sum(t.state == "failed" for t in mine)
+    if summary is None:
+        summary = _Summary(history, target, 1.0)
+    n_done, n_failed = summary.target_done, summary.target_failed
     batch = f" As proposal {batch_index + 1} of this batch it is kept apart from the earlier ones." if batch_index else ""
     if getattr(agent, "adapt", False) and getattr(agent, "temperature", 0.0) == 0:
         if n_done or n_failed:
@@ -260,5 +300,7 @@ def model_rationale(agent: Any, enc: Encoded, space: SearchSpace, target: Mappin
     predictions (``model_here`` at the proposal, ``model_at_extrap`` at the extrapolated optimum, both from
     the pass that scored the candidates) and the step that chose it (``batch_index``: its place in the batch).
     """
+    summary = _Summary(history, target, space.sign)  # one pass over the history for both
     return explain_choice(enc, space, target, u, value, std, history, model_here=model_here,
-                          model_at_extrap=model_at_extrap, step=_step_text(agent, history, target, batch_index))
+                          model_at_extrap=model_at_extrap, step=_step_text(agent, history, target, batch_index, summary),
+                          _summary=summary)

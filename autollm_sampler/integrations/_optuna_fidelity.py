@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import math
+import weakref
 from collections.abc import Iterator, Mapping
 from typing import Any
 
@@ -67,7 +68,8 @@ class FidelityBook:
     """Reads the fidelity (and cost) of Optuna trials for one sampler, and keeps its cost-aware books.
 
     ``core`` gives the axes, the target and the schedule; ``warned`` is the sampler's set of warnings given.
-    The fidelity of finished trials is cached by trial id (not pickled).
+    The fidelity of finished trials is cached per storage object (weakly, so a new storage at a reused
+    address starts empty) by trial id, checked against the trial's number and user attributes (not pickled).
     """
 
     def __init__(self, core: SamplerCore, fidelity_attr: str, cost_attr: str, warned: set[str]) -> None:
@@ -79,9 +81,15 @@ class FidelityBook:
 
     def reset(self) -> None:
         """Forget the cached fidelities and the fidelity mistakes noted so far."""
-        self._cache: dict[tuple[int, int], dict[str, float] | None] = {}
+        self.clear_cache()
         # finished trials (by number) that look like fidelity mistakes, found as their fidelity is first read
         self._mistakes: dict[str, set[int]] = {}
+
+    def clear_cache(self) -> None:
+        """Forget the cached fidelities (the mistakes noted stay)."""
+        self._cache: weakref.WeakKeyDictionary[Any, dict[int, tuple[FrozenTrial, dict[str, float] | None]]] = (
+            weakref.WeakKeyDictionary()
+        )
 
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
@@ -167,13 +175,23 @@ class FidelityBook:
         """:meth:`of`, cached for finished trials (whose fidelity mistakes are noted as they are first read)."""
         if t.state not in _FINISHED:
             return self.of(t)
-        key = (id(study._storage), t._trial_id)
-        if key not in self._cache:
-            if len(self._cache) > _CACHE_LIMIT:
-                self._cache.clear()
-            self._cache[key] = self.of(t)
+        storage = study._storage
+        try:
+            per = self._cache.get(storage)
+            if per is None:
+                per = self._cache[storage] = {}
+        except TypeError:  # a storage that cannot be weakly referenced: read every time
             self._note_mistakes(t)
-        return self._cache[key]
+            return self.of(t)
+        hit = per.get(t._trial_id)
+        if hit is not None and (hit[0] is t or (hit[0].number == t.number and hit[0].user_attrs == t.user_attrs)):
+            return hit[1]
+        if len(per) > _CACHE_LIMIT:
+            per.clear()
+        fid = self.of(t)
+        per[t._trial_id] = (t, fid)
+        self._note_mistakes(t)
+        return fid
 
     # ------------------------------------------------------------------ fidelity mistakes
     def _note_mistakes(self, t: FrozenTrial) -> None:

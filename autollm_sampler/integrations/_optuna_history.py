@@ -11,6 +11,7 @@ import json
 import logging
 import os
 from collections.abc import Mapping, Sequence
+from itertools import islice
 from typing import TYPE_CHECKING, Any
 
 import optuna
@@ -18,18 +19,18 @@ from optuna.distributions import BaseDistribution, CategoricalDistribution, IntD
 from optuna.study import Study
 from optuna.trial import FrozenTrial, TrialState
 
-from autollm_sampler.history import History, Trial, read_history
+from autollm_sampler.history import FidelityPoint, History, Trial, read_history
 from autollm_sampler.integrations._common import finite_or_none, same_fidelity, short_repr
 from autollm_sampler.integrations._explain import fmt_fidelity
 from autollm_sampler.integrations._optuna_claims import _PROPOSAL
 from autollm_sampler.integrations._optuna_fidelity import (
-    _CACHE_LIMIT,
     _FINISHED,
     _PENDING,
     ATTR_PREFIX,
     IS_TARGET_ATTR,
     FidelityBook,
 )
+from autollm_sampler.integrations._optuna_ledger import StudyBook, StudyLedger, fid_token
 from autollm_sampler.integrations._optuna_space import _optuna_distributions, _Slot, agent_params
 from autollm_sampler.space import SearchSpace
 
@@ -38,8 +39,8 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("autollm_sampler.integrations.optuna")  # the Optuna frontend's one logger
 
-#: Converted finished trials, by (storage, trial id): the space object they were converted for and the result.
-TrialCache = dict[tuple[int, int], tuple[Any, Trial | None]]
+#: The sampler's memory of its studies between calls (kept under this name for older imports).
+TrialCache = StudyLedger
 
 
 # ---------------------------------------------------------------------- the study as the agent's history
@@ -69,12 +70,34 @@ def _convert_finished(
     return Trial.model_construct(
         id=t.number,
         params=params,
-        fidelity=fid,
+        fidelity=FidelityPoint(fid),  # a dict that remembers its fidelity_key: the agent asks for it often
         value=value,
         state=state,
         cost=cost if cost is not None and cost >= 0 else None,
         attrs={},
     )
+
+
+def _converted(
+    study: Study, t: FrozenTrial, space: SearchSpace, slots: Mapping[str, _Slot], fidelity: FidelityBook, book: StudyBook
+) -> Trial | None:
+    """:func:`_convert_finished`, memoised in ``book`` per trial for the (cached) space object."""
+    hit = book.memo(t, space)
+    if hit is None:
+        hit = book.remember(t, space, _convert_finished(study, t, space, slots, fidelity))
+    return hit[2]  # type: ignore[no-any-return]
+
+
+class _Collected:
+    """What :func:`collect` made of a study's finished prefix for one space and one fidelity."""
+
+    __slots__ = ("space", "covered", "trials", "known")
+
+    def __init__(self, space: SearchSpace) -> None:
+        self.space = space
+        self.covered = 0  # trials of the prefix read so far
+        self.trials: list[Trial] = []
+        self.known: dict[int, dict[str, Any]] = {}
 
 
 def collect(
@@ -84,21 +107,49 @@ def collect(
     slots: Mapping[str, _Slot],
     fid_now: Mapping[str, float],
     fidelity: FidelityBook,
-    cache: TrialCache,
+    cache: StudyLedger,
     known: dict[int, dict[str, Any]] | None = None,
 ) -> tuple[History, list[dict[str, Any]]]:
     """The study (without ``trial``) as a :class:`History`, plus the pending configurations at ``fid_now``.
 
     A pending trial's configuration is its claim, the values ``enqueue_trial`` fixed and its params so far.
-    Finished trials are converted once per space into ``cache``. ``known`` (if given) receives, by trial
-    number, the configuration accounted for (Optuna names).
+    ``cache`` remembers the study's finished prefix and the trials converted from it per space (see
+    :mod:`~autollm_sampler.integrations._optuna_ledger`), so a call converts only what is new. ``known``
+    (if given) receives, by trial number, the configuration accounted for (Optuna names).
     """
+    book = cache.book(study)
+    all_trials, k = book.read(study)
+    names = set(space.params)
+    n_names = len(names)
+    skip = trial.number if trial is not None else None
     trials: list[Trial] = []
     pending: list[dict[str, Any]] = []
-    names = set(space.params)
-    store = id(study._storage)
-    for t in study.get_trials(deepcopy=False):
-        if trial is not None and t.number == trial.number:
+
+    def usable(converted: Trial | None) -> bool:
+        # a trial at this fidelity that lacks some of the space's parameters says nothing about the space
+        return converted is not None and not (
+            len(converted.params) != n_names and same_fidelity(converted.fidelity, fid_now)
+        )
+
+    start = 0
+    if k and not (skip is not None and all_trials[0].number <= skip <= all_trials[k - 1].number):
+        key = ("collect", id(space), fid_token(fid_now))
+        agg = book.derive(key)
+        if agg is None or agg.space is not space:
+            agg = _Collected(space)
+            book.keep(key, agg)
+        for t in islice(all_trials, agg.covered, k):
+            converted = _converted(study, t, space, slots, fidelity, book)
+            if usable(converted):
+                agg.trials.append(converted)  # type: ignore[arg-type]
+                agg.known[t.number] = t.params
+        agg.covered = k
+        trials = list(agg.trials)
+        if known is not None:
+            known.update(agg.known)
+        start = k
+    for t in islice(all_trials, start, None):
+        if t.number == skip:
             continue
         if t.state in _PENDING:
             fid = fidelity.of(t)
@@ -120,20 +171,12 @@ def collect(
             continue
         if t.state not in _FINISHED:
             continue
-        key = (store, t._trial_id)
-        entry = cache.get(key)
-        if entry is None or entry[0] is not space:  # the (cached) space object identifies the conversion
-            if len(cache) > _CACHE_LIMIT:
-                cache.clear()
-            entry = cache[key] = (space, _convert_finished(study, t, space, slots, fidelity))
-        converted = entry[1]
-        if converted is None:
-            continue
-        if same_fidelity(converted.fidelity, fid_now) and len(converted.params) != len(names):
+        converted = _converted(study, t, space, slots, fidelity, book)
+        if not usable(converted):
             continue
         if known is not None:
             known[t.number] = t.params
-        trials.append(converted)
+        trials.append(converted)  # type: ignore[arg-type]
     fidelity.report_mistakes()
     return History.model_construct(trials=trials, fidelity_axes=fidelity.core.axes), pending
 

@@ -10,8 +10,9 @@ into the agent's configuration, :func:`to_optuna` the agent's proposal into vali
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from itertools import islice
 from typing import Any
 
 import numpy as np
@@ -24,6 +25,7 @@ from pydantic import ValidationError
 from autollm_sampler.exceptions import AutoLLMSamplerError
 from autollm_sampler.integrations._common import finite_or_none, same_fidelity, short_repr
 from autollm_sampler.integrations._optuna_fidelity import _FINISHED, FidelityBook
+from autollm_sampler.integrations._optuna_ledger import StudyBook, StudyLedger, fid_token
 from autollm_sampler.space import (
     ROLES,
     CategoricalParam,
@@ -189,22 +191,39 @@ class SpaceReader:
         self.reset()
 
     def infer(
-        self, study: Study, fid: Mapping[str, float], exclude: int | None, fidelity: FidelityBook
+        self, study: Study, fid: Mapping[str, float], exclude: int | None, fidelity: FidelityBook,
+        ledger: StudyLedger | None = None,
     ) -> dict[str, BaseDistribution]:
         """The relative search space: the parameters every finished trial at ``fid`` has (else every
-        complete, else every finished trial), as the latest of them distributes them, when the agent reads them."""
-        finished = [t for t in study.get_trials(deepcopy=False, states=_FINISHED) if t.params and t.number != exclude]
-        if not finished:
+        complete, else every finished trial), as the latest of them distributes them, when the agent reads them.
+
+        ``ledger`` remembers what the study's finished prefix contributes, so a call reads only the trials
+        after it."""
+        book = ledger.book(study) if ledger is not None else StudyBook()
+        trials, k = book.read(study)
+        start = 0
+        if k and not (exclude is not None and trials[0].number <= exclude <= trials[k - 1].number):
+            key = ("infer", fid_token(fid))
+            agg = book.derive(key)
+            if agg is None:
+                agg = _Pools()
+                book.keep(key, agg)
+            agg.add(study, islice(trials, agg.covered, k), fid, None, fidelity)
+            agg.covered = k
+            pools = agg.copy()
+            start = k
+        else:
+            pools = _Pools()
+        pools.add(study, (t for t in islice(trials, start, None) if t.state in _FINISHED), fid, exclude, fidelity)
+        ref = next((i for i in range(3) if pools.latest[i] is not None), None)
+        if ref is None:
             return {}
-        complete = [t for t in finished if t.state == TrialState.COMPLETE]
-        here = [t for t in complete if (f := fidelity.cached(study, t)) is not None and same_fidelity(f, fid)]
-        ref = here or complete or finished
-        names = set(ref[0].distributions)
-        for t in ref[1:]:
-            names &= set(t.distributions)
-        latest = max(ref, key=lambda t: t.number)
+        names = pools.names[ref]
+        latest = pools.latest[ref]
+        assert names is not None and latest is not None
+        order = list(latest.distributions)
         space: dict[str, BaseDistribution] = {}
-        for name in sorted(names, key=lambda n: list(latest.distributions).index(n)):
+        for name in sorted(names, key=order.index):
             dist = latest.distributions[name]
             if dist.single():
                 continue
@@ -284,6 +303,50 @@ class SpaceReader:
             lines.append(f"Sampled by the fallback sampler ({fallback}): {shown}")
         lines.append(f"Valid roles for roles={{name: role}}: {', '.join(ROLES)}.")
         return "\n".join(lines)
+
+
+class _Pools:
+    """The three pools :meth:`SpaceReader.infer` chooses from (finished trials with params that completed at
+    the fidelity, that completed, that finished): the parameter names all of a pool's trials have, and its
+    latest trial (``None`` while the pool is empty)."""
+
+    __slots__ = ("names", "latest", "covered")
+
+    def __init__(self) -> None:
+        self.names: list[set[str] | None] = [None, None, None]
+        self.latest: list[FrozenTrial | None] = [None, None, None]
+        self.covered = 0  # trials of the study's finished prefix read into these pools
+
+    def copy(self) -> _Pools:
+        out = _Pools()
+        out.names = [None if s is None else set(s) for s in self.names]
+        out.latest = list(self.latest)
+        return out
+
+    def add(
+        self, study: Study, trials: Iterable[FrozenTrial], fid: Mapping[str, float], exclude: int | None,
+        fidelity: FidelityBook,
+    ) -> None:
+        """Read finished ``trials`` into the pools (those without params, and trial ``exclude``, are left out)."""
+        names, latest = self.names, self.latest
+        for t in trials:
+            if not t.params or t.number == exclude:
+                continue
+            if t.state == TrialState.COMPLETE:
+                here = (f := fidelity.cached(study, t)) is not None and same_fidelity(f, fid)
+                pools: tuple[int, ...] = (0, 1, 2) if here else (1, 2)
+            else:
+                pools = (2,)
+            dists = t.distributions
+            for i in pools:
+                s = names[i]
+                if s is None:
+                    names[i] = set(dists)
+                else:
+                    s.intersection_update(dists)
+                last = latest[i]
+                if last is None or t.number > last.number:
+                    latest[i] = t
 
 
 def _describe_param(p: Any) -> str:
