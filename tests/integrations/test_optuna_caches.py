@@ -184,13 +184,23 @@ def _quiet(caplog: pytest.LogCaptureFixture) -> None:
 AGENTS = ["classical", "default"]
 
 
+def _storage(kind: str, path: Path) -> Any:
+    if kind == "memory":
+        return None
+    if kind == "sqlite":
+        return f"sqlite:///{path}.db"
+    from optuna.storages import JournalStorage
+    from optuna.storages.journal import JournalFileBackend
+
+    return JournalStorage(JournalFileBackend(f"{path}.log"))
+
+
 @pytest.mark.parametrize("agent", AGENTS)
-@pytest.mark.parametrize("storage", ["memory", "sqlite"])
+@pytest.mark.parametrize("storage", ["memory", "sqlite", "journal"])
 def test_cached_proposals_equal_uncached(agent: str, storage: str, tmp_path: Path) -> None:
     results = []
     for cls in (AutoLLMSampler, Uncached):
-        url = None if storage == "memory" else f"sqlite:///{tmp_path / (cls.__name__ + '.db')}"
-        study = optuna.create_study(sampler=make(cls, agent), storage=url)
+        study = optuna.create_study(sampler=make(cls, agent), storage=_storage(storage, tmp_path / cls.__name__))
         seed_history(study)
         results.append(scenario([study]))
     cached, uncached = results
