@@ -9,8 +9,8 @@ get their own, smaller table at the end.
 
 from __future__ import annotations
 
-import hashlib
 import dataclasses
+import hashlib
 import json
 import logging
 import math
