@@ -37,7 +37,7 @@ ALLOWED = {
     "transformers": {"agent/_net.py", "agent/_llm.py"},
     "peft": {"agent/_llm.py"},
     "optuna": {"integrations/optuna.py", "integrations/_optuna_claims.py", "integrations/_optuna_fidelity.py",
-               "integrations/_optuna_history.py", "integrations/_optuna_space.py"},
+               "integrations/_optuna_history.py", "integrations/_optuna_space.py", "integrations/_optuna_ledger.py"},
     "ray": {"integrations/ray.py"},
 }
 
