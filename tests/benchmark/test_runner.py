@@ -83,6 +83,19 @@ def test_full_history_shortcut_matches_the_env() -> None:
     ]
 
 
+def _record_runs(monkeypatch: pytest.MonkeyPatch, field: str) -> list[str]:
+    """The ``field`` (key or method) of every episode the runner runs from now on, in order."""
+    ran: list[str] = []
+    real = _runner.run_episode
+
+    def counting(spec: EpisodeSpec, policy: object = None) -> dict[str, object]:
+        ran.append(getattr(spec, field))
+        return real(spec)
+
+    monkeypatch.setattr(_runner, "run_episode", counting)
+    return ran
+
+
 def test_resume_runs_only_missing_episodes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     cfg = BenchConfig(families=["steplaw-moe-v1"], methods=["random", "transfer"], settings=("A",),
                       histories=("full",), seeds=2, out=tmp_path, workers=1)
@@ -92,14 +105,7 @@ def test_resume_runs_only_missing_episodes(tmp_path: Path, monkeypatch: pytest.M
     lines = cache.read_text().splitlines()
     assert len(lines) == len(records)
 
-    ran: list[str] = []
-    real = _runner.run_episode
-
-    def counting(spec: EpisodeSpec, policy: object = None) -> dict[str, object]:
-        ran.append(spec.key)
-        return real(spec)
-
-    monkeypatch.setattr(_runner, "run_episode", counting)
+    ran = _record_runs(monkeypatch, "key")
     again, _ = run_benchmark(cfg, progress=False)
     assert ran == [] and [r["key"] for r in again] == [r["key"] for r in records]
 
@@ -122,14 +128,7 @@ def test_an_agents_cached_episodes_are_rerun_when_its_checkpoint_changes(tmp_pat
     first, errors = run_benchmark(cfg, progress=False)
     assert not errors and {r["method"] for r in first} == {f"agent:{ckpt}", "transfer"}
     assert all(len(r["fp"]) == 16 for r in first if r["method"] != "transfer")
-    ran: list[str] = []
-    real = _runner.run_episode
-
-    def counting(spec: EpisodeSpec, policy: object = None) -> dict[str, object]:
-        ran.append(spec.method)
-        return real(spec)
-
-    monkeypatch.setattr(_runner, "run_episode", counting)
+    ran = _record_runs(monkeypatch, "method")
     run_benchmark(cfg, progress=False)
     assert ran == []  # same checkpoint: every episode comes from the cache
     TransformerAgent.from_config(tiny, seed=1).save(ckpt)  # retrained in place
