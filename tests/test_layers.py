@@ -68,3 +68,10 @@ def test_layers_do_not_import_upwards_or_sideways(sub: str, forbidden: str) -> N
 
 def test_text_io_of_the_llm_backend_needs_no_torch() -> None:
     assert not _uses(_imports(PKG / "agent" / "_text.py"), "torch")
+
+
+def test_the_budget_rule_is_core() -> None:
+    """budget.py is the one cost-aware rule of every frontend and the benchmark: it imports none of them."""
+    mods = _imports(PKG / "budget.py")
+    offenders = sorted(m for m in mods if m.startswith("autollm_sampler") or _uses({m}, "optuna") or _uses({m}, "ray"))
+    assert not offenders, f"budget.py must stay in the core layer: {offenders}"

@@ -24,6 +24,7 @@ from typing import Any, Literal
 import numpy as np
 
 from autollm_sampler.benchmark._candidates import CandidateIndex, candidate_index
+from autollm_sampler.budget import BudgetChoice, BudgetRule, Direction, pick_ladder
 from autollm_sampler.gym import Observation, Policy
 from autollm_sampler.history import History, Trial
 from autollm_sampler.space import (
@@ -45,7 +46,7 @@ __all__ = [
     "AgentPolicy",
     "ExtrapolatedSearch",
     "SuccessiveHalving",
-    "CheapFirstSchedule",
+    "BudgetSchedule",
     "cell_info",
     "history_trials",
     "target_only_history",
@@ -171,61 +172,80 @@ class RandomSearch(BenchPolicy):
 
 
 # --------------------------------------------------------------------------------------------- schedule
-class CheapFirstSchedule:
-    """Setting B's simple schedule: spend a share of the budget on cheap cells first, then the target.
+class BudgetSchedule:
+    """Setting B's schedule for the methods that pick cells: the shipped cost-aware rule.
 
-    The cheap share (40% of the budget by default) is split evenly between a *ladder* of up to two cells:
-    the cheapest cell, then the most expensive cell that still allows ``min_runs`` runs within its half.
-    Within a cell, runs continue until its share is spent or ``max_runs`` (a typical small sweep) is reached.
+    The rule is :class:`autollm_sampler.budget.BudgetRule`, the one the Optuna sampler, the Ray searcher and
+    the ask/tell API follow (through ``CostSchedule``), so the benchmark measures what users get. A task's
+    cells map to levels as a user would offer them: :func:`~autollm_sampler.budget.pick_ladder` picks up to
+    two cheaper cells (the cheapest, then the most expensive whose share affords ``min_runs`` runs), plus the
+    target, with each cell's nominal cost; the rule then sees what each cell spent (the rows' own costs) and
+    its values in order. A cell whose every affordable row was tried is closed.
+    ``low_fidelity_share=0`` with ``max_levels=0`` runs the target only.
     """
 
-    def __init__(self, *, cheap_share: float = 0.4, min_runs: int = 4, max_runs: int = 32) -> None:
-        if not 0 <= cheap_share < 1:
-            raise ValueError(f"cheap_share must be in [0, 1), got {cheap_share!r}")
-        if not 1 <= min_runs <= max_runs:
-            raise ValueError(f"need 1 <= min_runs <= max_runs, got min_runs={min_runs!r}, max_runs={max_runs!r}")
-        self.cheap_share = cheap_share
+    def __init__(self, *, low_fidelity_share: float = 0.4, max_levels: int = 2, min_runs: int = 4) -> None:
+        BudgetRule([1.0, 2.0], 1, low_fidelity_share=low_fidelity_share)  # the rule's own checks of the share
+        if isinstance(max_levels, bool) or not isinstance(max_levels, int) or max_levels < 0:
+            raise ValueError(f"max_levels must be an int >= 0, got {max_levels!r}")
+        if isinstance(min_runs, bool) or not isinstance(min_runs, int) or min_runs < 1:
+            raise ValueError(f"min_runs must be an int >= 1, got {min_runs!r}")
+        self.low_fidelity_share = low_fidelity_share
+        self.max_levels = max_levels
         self.min_runs = min_runs
-        self.max_runs = max_runs
         self.ladder: list[str] = []
-        self.share = 0.0
+        self.rule: BudgetRule | None = None
+        self.last: BudgetChoice | None = None
 
     def reset(self, obs: Observation) -> None:
-        cheap = sorted((c for c in obs.cells if not c.is_target), key=lambda c: c.cost)
-        total = self.cheap_share * obs.budget_left
-        self.ladder = []
-        if not cheap or total <= 0:
-            return
-        self.ladder = [cheap[0].name]
-        half = total / 2.0
-        mids = [c for c in cheap[1:] if c.cost * self.min_runs <= half]
-        if mids:
-            self.ladder.append(max(mids, key=lambda c: c.cost).name)
-        self.share = total / len(self.ladder)
+        cells = [c for c in obs.cells if not c.is_target]
+        costs = [c.cost for c in cells] + [obs.target.cost]
+        budget = obs.budget_left
+        picked = pick_ladder(costs, len(cells), budget, max_levels=self.max_levels, min_runs=self.min_runs,
+                             low_fidelity_share=self.low_fidelity_share) if self.max_levels else []
+        self.ladder = [cells[i].name for i in picked]
+        names = [*self.ladder, obs.target.name]
+        self.rule = BudgetRule([cell_info(obs, n).cost for n in names], len(self.ladder), budget, names=names,
+                               low_fidelity_share=self.low_fidelity_share)
+        self.last = None
+
+    def choose(self, obs: Observation) -> BudgetChoice:
+        """The rule's choice for the next run (``level`` indexes ``ladder + [target]``)."""
+        assert self.rule is not None, "call reset(obs) first"
+        names = [*self.ladder, obs.target.name]
+        level = {n: i for i, n in enumerate(names)}
+        spent: dict[int | None, float] = {}
+        values: dict[int, list[float | None]] = {}
+        for t in obs.history.trials:
+            i = level.get(str(t.attrs.get("cell")), None)
+            spent[i] = spent.get(i, 0.0) + float(t.cost or 0.0)
+            if i is not None:
+                values.setdefault(i, []).append(float(t.value) if t.is_complete and t.value is not None else None)
+        closed = [i for i, n in enumerate(names) if not _affordable(obs, n, untried=True)]
+        direction: Direction = "maximize" if obs.direction == "maximize" else "minimize"
+        self.last = self.rule.choose(spent, values, direction, closed=closed)
+        return self.last
 
     def next_cell(self, obs: Observation) -> str:
-        for name in self.ladder:
-            info = cell_info(obs, name)
-            spent = sum(float(t.cost or 0.0) for t in obs.history.trials if t.attrs.get("cell") == name)
-            runs = len(_tried_rows(obs, name))
-            if runs >= min(info.n_rows, self.max_runs):
-                continue
-            if spent + info.cost <= self.share * (1 + 1e-9) and _affordable(obs, name, untried=True):
-                return name
-        return obs.target.name
+        level = self.choose(obs).level
+        return obs.target.name if level is None else [*self.ladder, obs.target.name][level]
 
 
 class _CellProposer(BenchPolicy):
-    """A method that can propose for any cell; in Setting B it follows :class:`CheapFirstSchedule`."""
+    """A method that can propose for any cell; in Setting B it follows :class:`BudgetSchedule`."""
 
     def __init__(self, *, seed: int | None = None) -> None:
         super().__init__(seed=seed)
-        self.schedule = CheapFirstSchedule()
+        self.schedule = BudgetSchedule()
 
     def reset(self, obs: Observation, *, seed: int | None = None) -> None:
         super().reset(obs, seed=seed)
         if obs.setting == "B":
             self.schedule.reset(obs)
+
+    def wants_stop(self, obs: Observation) -> bool:
+        """Setting B: when the rule runs nothing more (what is left affords no target run)."""
+        return obs.setting == "B" and self.schedule.choose(obs).level is None
 
     def act(self, obs: Observation) -> dict[str, Any]:
         if obs.setting == "A":
@@ -307,7 +327,7 @@ class AgentPolicy(_CellProposer):
         self.uses_history = use_history
         self.name = name
         if not use_history:
-            self.schedule = CheapFirstSchedule(cheap_share=0.0)
+            self.schedule = BudgetSchedule(low_fidelity_share=0.0, max_levels=0)
 
     @property
     def agent(self) -> Any:
@@ -348,7 +368,7 @@ class ExtrapolatedSearch(_CellProposer):
     no model: it shows what the model adds over its own feature. The point depends only on the *other*
     cells' runs, so in Setting A it is fixed and the method walks outward from it, nearest first. With no
     evidence at all (Setting B's first cheap runs) ``encode`` gives its prior, the centre of the cube. In
-    Setting B it follows the same :class:`CheapFirstSchedule` as :class:`AgentPolicy`.
+    Setting B it follows the same :class:`BudgetSchedule` as :class:`AgentPolicy`.
 
     Example:
         >>> policy = ExtrapolatedSearch(seed=0)

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from autollm_sampler.agent import Agent, load_agent
+from autollm_sampler.budget import BudgetChoice, BudgetRule, Direction
 from autollm_sampler.exceptions import CheckpointError
 from autollm_sampler.history import History, Trial
 
@@ -23,6 +24,7 @@ __all__ = [
     "AgentSpec",
     "CostSchedule",
     "FidelityLevel",
+    "LevelRun",
     "check_target",
     "derive_seed",
     "finite_or_none",
@@ -221,22 +223,19 @@ def same_fidelity(a: Mapping[str, float], b: Mapping[str, float]) -> bool:
     return all(math.isclose(float(a[k]), float(b[k]), rel_tol=1e-9, abs_tol=0.0) for k in a)
 
 
-class CostSchedule:
-    """The fidelity-choice rule of the cost-aware mode (Setting B of BENCHMARK.md).
+class CostSchedule(BudgetRule):
+    """The fidelity-choice rule of the cost-aware mode (Setting B of BENCHMARK.md) over :class:`FidelityLevel`s.
 
-    The budget (default: 5 target runs) is split in two. ``low_fidelity_share`` of it is reserved for the
-    levels below the target, in equal parts per level; the rest (and whatever the cheap levels leave
-    unspent) goes to the target. Each new trial runs at the cheapest level whose part still affords one
-    more run; once every cheap part is used, at the target while it is affordable; then at the most
-    expensive level still affordable. When nothing is affordable the budget is spent.
-
-    So a study climbs the ladder: cheap runs first, whose results the agent transfers to the next level,
-    then a few target runs placed by that evidence. Running trials count as spent.
+    The rule itself is :class:`autollm_sampler.budget.BudgetRule` (the benchmark's Setting-B methods follow it
+    too): at least ``1 - low_fidelity_share`` of the budget (default: 5 target runs) is kept for whole target
+    runs; the cheaper levels run cheapest first, each within its share (at most ``level_share`` of the budget)
+    until it stagnates; once a costlier level has run no cheaper one runs again; then the target, while a run
+    is affordable. This class adds the fidelity of each level and reads which level a fidelity is.
 
     Example:
         >>> levels = parse_levels([{"n": 1, "cost": 1.0}, {"n": 10, "cost": 10.0}], ["n"])
         >>> s = CostSchedule(levels, target={"n": 10})
-        >>> s.budget, s.choose({}), s.choose({0: 20.0})
+        >>> s.budget, s.choose({}).level, s.choose({0: 12.0}).level
         (50.0, 0, 1)
     """
 
@@ -247,6 +246,7 @@ class CostSchedule:
         target: Mapping[str, float],
         budget: float | None = None,
         low_fidelity_share: float = 0.4,
+        **rule: Any,
     ) -> None:
         idx = [i for i, lv in enumerate(levels) if same_fidelity(lv.fidelity, target)]
         if not idx:
@@ -254,21 +254,9 @@ class CostSchedule:
                 f"target={dict(target)!r} is not one of fidelity_levels {[lv.fidelity for lv in levels]!r}; "
                 "add the target level (with its cost) to fidelity_levels"
             )
-        if not (0.0 <= low_fidelity_share < 1.0):
-            raise ValueError(f"low_fidelity_share={low_fidelity_share!r} must be in [0, 1)")
         self.levels = list(levels)
-        self.target_index = idx[0]
-        target_cost = self.levels[self.target_index].cost
-        if budget is None:
-            budget = 5.0 * target_cost
-        b = finite_or_none(budget)
-        if b is None or b <= 0:
-            raise ValueError(f"budget={budget!r} must be a finite number > 0 (in the same unit as the level costs)")
-        self.budget = b
-        self.low_fidelity_share = float(low_fidelity_share)
-        cheap = [i for i in range(len(self.levels)) if i != self.target_index and self.levels[i].cost < target_cost]
-        self.cheap_order = sorted(cheap, key=lambda i: (self.levels[i].cost, i))
-        self.allotment = (self.low_fidelity_share * self.budget / len(self.cheap_order)) if self.cheap_order else 0.0
+        super().__init__([lv.cost for lv in self.levels], idx[0], budget, names=[lv.name for lv in self.levels],
+                         low_fidelity_share=low_fidelity_share, **rule)
 
     @property
     def target(self) -> FidelityLevel:
@@ -281,33 +269,25 @@ class CostSchedule:
                 return i
         return None
 
-    def remaining(self, spent_by_level: Mapping[int | None, float]) -> float:
-        return self.budget - float(sum(spent_by_level.values()))
+    def rule_options(self) -> dict[str, Any]:
+        """The rule's parameters besides the levels and the budget (for saving a schedule)."""
+        return {"low_fidelity_share": self.low_fidelity_share, "level_share": self.level_share,
+                "patience": self.patience, "min_runs": self.min_runs, "min_improvement": self.min_improvement}
 
-    def choose(self, spent_by_level: Mapping[int | None, float]) -> int | None:
-        """The level of the next run given what was spent per level (key ``None``: off-level runs)."""
-        remaining = self.remaining(spent_by_level)
-        eps = 1e-9 * self.budget
-        for i in self.cheap_order:
-            c = self.levels[i].cost
-            if spent_by_level.get(i, 0.0) + c <= self.allotment + eps and c <= remaining + eps:
-                return i
-        if self.target.cost <= remaining + eps:
-            return self.target_index
-        affordable = [i for i, lv in enumerate(self.levels) if lv.cost <= remaining + eps]
-        if not affordable:
-            return None
-        return max(affordable, key=lambda i: (self.levels[i].cost, -i))
-
-    def describe(self, level: int, spent_by_level: Mapping[int | None, float]) -> str:
+    def describe(self, level: int, spent_by_level: Mapping[int | None, float], reason: str = "") -> str:
+        """The ``autollm:schedule`` text of a run at ``level``: where it runs, why, and the budget so far."""
         lv = self.levels[level]
         spent = float(sum(spent_by_level.values()))
         what = "the target" if level == self.target_index else "a cheaper level"
+        why = f" Why: {reason}." if reason else ""
         return (
             f"Cost-aware: runs at {what} ({lv.name}, cost {lv.cost:.4g}); {spent:.4g} of the budget "
-            f"{self.budget:.4g} was spent or committed before this run."
+            f"{self.budget:.4g} was spent or committed before this run.{why}"
         )
 
+
+#: One run as :meth:`SamplerCore.choose_level` reads it: ``(fidelity, cost, finished, value)``.
+LevelRun = tuple[Mapping[str, float] | None, float | None, bool, float | None]
 
 #: ``SamplerCore.seed_for`` keys of the proposals that are not trials: the recommendation and the explanation.
 RECOMMEND_KEY = 2**31 - 1
@@ -348,6 +328,7 @@ class SamplerCore:
         budget: float | None = None,
         low_fidelity_share: float = 0.4,
         levels_need: str = _LEVELS_NEED_AXES,
+        **rule: Any,
     ) -> None:
         self.axes: tuple[str, ...] = (fidelity,) if isinstance(fidelity, str) else tuple(fidelity)
         if fidelity_levels is not None and not self.axes:
@@ -359,7 +340,7 @@ class SamplerCore:
         if fidelity_levels is not None:
             self.schedule = CostSchedule(
                 parse_levels(fidelity_levels, self.axes), target=self.target, budget=budget,
-                low_fidelity_share=low_fidelity_share,
+                low_fidelity_share=low_fidelity_share, **rule,
             )
         self.agent_spec: AgentSpec = check_agent_spec(agent)
         self._agent: Agent | None = agent if isinstance(agent, Agent) else None
@@ -425,10 +406,32 @@ class SamplerCore:
         schedule = self.require_schedule("spent_by_level")
         spent: dict[int | None, float] = {}
         for fid, cost in runs:
-            level = None if fid is None else (schedule.level_of(fid) if fid else schedule.target_index)
+            level = self._level(schedule, fid)
             c = cost if cost is not None else (schedule.levels[level].cost if level is not None else 0.0)
             spent[level] = spent.get(level, 0.0) + c
         return spent
+
+    @staticmethod
+    def _level(schedule: CostSchedule, fid: Mapping[str, float] | None) -> int | None:
+        return None if fid is None else (schedule.level_of(fid) if fid else schedule.target_index)
+
+    def choose_level(self, runs: Iterable[LevelRun], direction: str) -> tuple[BudgetChoice, dict[int | None, float]]:
+        """The cost-aware rule's choice for the next run, and the budget spent per level, given every run so far.
+
+        ``runs`` are ``(fidelity, cost, finished, value)``: a run without a cost spends its level's cost; a
+        finished run's ``value`` (``None``: failed or pruned) tells whether its level still improves; a running
+        one commits its cost. ``direction`` is ``"minimize"`` or ``"maximize"``. Cost-aware mode only.
+        """
+        schedule = self.require_schedule("choose_level")
+        items = list(runs)
+        spent = self.spent_by_level((fid, cost) for fid, cost, _, _ in items)
+        values: dict[int, list[float | None]] = {}
+        for fid, _, finished, value in items:
+            level = self._level(schedule, fid)
+            if finished and level is not None:
+                values.setdefault(level, []).append(finite_or_none(value))
+        d: Direction = "maximize" if direction == "maximize" else "minimize"
+        return schedule.choose(spent, values, d), spent
 
 
 def history_items(history: Any) -> list[Trial | Mapping[str, Any]]:

@@ -16,11 +16,13 @@ import weakref
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from optuna.study import Study
+from optuna.study import Study, StudyDirection
 from optuna.trial import FrozenTrial, TrialState
 
+from autollm_sampler.budget import BudgetChoice
 from autollm_sampler.integrations._common import (
     NEAR_TARGET_RTOL,
+    LevelRun,
     SamplerCore,
     finite_or_none,
     near_fidelity,
@@ -244,27 +246,46 @@ class FidelityBook:
 
         return self.core.spent_by_level(runs())
 
+    def choose(self, study: Study, exclude: int | None = None) -> tuple[BudgetChoice, dict[int | None, float]]:
+        """The schedule's choice for the next trial (and the spending per level), from every trial but ``exclude``.
+
+        Finished trials give their level's values in trial order (a pruned or failed trial: no value), running
+        ones commit their cost; the study's direction tells what improves.
+        """
+
+        def runs() -> Iterator[LevelRun]:
+            for t in study.get_trials(deepcopy=False, states=(*_FINISHED, TrialState.RUNNING)):
+                if t.number == exclude:
+                    continue
+                cost = finite_or_none(t.user_attrs.get(self.cost_attr))
+                value = t.value if t.state == TrialState.COMPLETE else None
+                yield self.of(t), (cost if cost is not None and cost >= 0 else None), t.state in _FINISHED, value
+
+        direction = "maximize" if study.directions[0] == StudyDirection.MAXIMIZE else "minimize"
+        return self.core.choose_level(runs(), direction)
+
     def assign(self, study: Study, trial: FrozenTrial) -> None:
         """Write the level the schedule chooses for ``trial`` into its user attributes (unless it has one)."""
         schedule = self.core.schedule
         assert schedule is not None
         if self.has(trial):
             return  # the user chose (enqueue_trial or a flat attribute); respect it
-        spent = self.spent_by_level(study, exclude=trial.number)
-        level = schedule.choose(spent)
+        choice, spent = self.choose(study, exclude=trial.number)
+        level = choice.level
         attrs: dict[str, Any] = {}
         if level is None:
             level = min(range(len(schedule.levels)), key=lambda i: schedule.levels[i].cost)
             attrs[_BUDGET_OUT] = True
             logger.warning(
-                "the cost-aware budget %.4g is spent; trial %d runs at the cheapest level. Stop the study with "
-                "callbacks=[sampler.stop_when_budget_spent]",
+                "the cost-aware budget %.4g is spent (%s); trial %d runs at the cheapest level. Stop the study "
+                "with callbacks=[sampler.stop_when_budget_spent]",
                 schedule.budget,
+                choice.reason,
                 trial.number,
             )
         lv = schedule.levels[level]
         attrs.update({self.attr: dict(lv.fidelity), "fidelity_level": lv.name, "fidelity_cost": lv.cost})
-        attrs[_SCHEDULE] = schedule.describe(level, spent)
+        attrs[_SCHEDULE] = schedule.describe(level, spent, choice.reason)
         for k, v in attrs.items():
             study._storage.set_trial_user_attr(trial._trial_id, k, v)
             trial.user_attrs[k] = v

@@ -314,15 +314,17 @@ class AskTell:
         if fidelity is not None or schedule is None:
             fid = self._full_fidelity(fidelity)
             return fid, self._core.level_cost(fid), ""
-        spent = self._spent()
-        level = schedule.choose(spent)
+        runs = ((t.fidelity, t.cost, t.state != "running", t.value if t.state == "complete" else None)
+                for t in self._history.trials)
+        choice, spent = self._core.choose_level(runs, self.space.direction)
+        level = choice.level
         if level is None:
             raise InvalidHistoryError(
-                f"the cost-aware budget {schedule.budget:.4g} is spent; call recommend() for the answer, "
-                "or pass fidelity= to ask() to run outside the budget"
+                f"the cost-aware budget {schedule.budget:.4g} is spent ({choice.reason}); call recommend() for "
+                "the answer, or pass fidelity= to ask() to run outside the budget"
             )
         chosen = schedule.levels[level]
-        return dict(chosen.fidelity), chosen.cost, schedule.describe(level, spent)
+        return dict(chosen.fidelity), chosen.cost, schedule.describe(level, spent, choice.reason)
 
     # ------------------------------------------------------------------ persistence
     def save(self, path: str | os.PathLike[str]) -> None:

@@ -399,13 +399,18 @@ class AutoLLMSampler(BaseSampler):
         return self._require_schedule("budget_left").budget - self.budget_spent(study)
 
     def budget_exhausted(self, study: Study) -> bool:
-        """Whether no fidelity level is affordable any more."""
-        schedule = self._require_schedule("budget_exhausted")
-        return schedule.choose(self._fidelity.spent_by_level(study)) is None
+        """Whether the cost-aware rule runs nothing more: what is left affords no target run (and no cheaper
+        level may still run; see :class:`~autollm_sampler.budget.BudgetRule`)."""
+        self._require_schedule("budget_exhausted")
+        return self._fidelity.choose(study)[0].level is None
 
     def stop_when_budget_spent(self, study: Study, trial: FrozenTrial) -> None:
-        """An ``optimize`` callback that stops the study once the cost-aware budget is spent."""
-        if self._core.schedule is not None and self.budget_exhausted(study):
+        """An ``optimize`` callback that stops the study once the cost-aware budget is spent (logged with why)."""
+        if self._core.schedule is None:
+            return
+        choice = self._fidelity.choose(study)[0]
+        if choice.level is None:
+            logger.info("stopping the study after trial %d: %s", trial.number, choice.reason)
             study.stop()
 
     def _require_schedule(self, what: str) -> CostSchedule:

@@ -111,7 +111,7 @@ def _check_live(rec: Any) -> dict[str, Any]:
 
 def _schedule_to_dict(schedule: CostSchedule) -> dict[str, Any]:
     return {"levels": [lv.to_dict() for lv in schedule.levels], "target": dict(schedule.target.fidelity),
-            "budget": schedule.budget, "low_fidelity_share": schedule.low_fidelity_share}
+            "budget": schedule.budget, **schedule.rule_options()}
 
 
 def _schedule_from_dict(data: Any, axes: Sequence[str]) -> CostSchedule:
@@ -120,8 +120,10 @@ def _schedule_from_dict(data: Any, axes: Sequence[str]) -> CostSchedule:
         {**_check_type(lv, dict, "a level")["fidelity"], "cost": lv["cost"], "name": lv["name"]}
         for lv in _check_type(data["levels"], list, "levels")
     ]
+    # states saved before the stagnation rule carry low_fidelity_share only; the rest keeps its defaults
+    options = {k: data[k] for k in ("level_share", "patience", "min_runs", "min_improvement") if k in data}
     return CostSchedule(parse_levels(levels, axes), target=_check_type(data["target"], dict, "target"),
-                        budget=data["budget"], low_fidelity_share=float(data["low_fidelity_share"]))
+                        budget=data["budget"], low_fidelity_share=float(data["low_fidelity_share"]), **options)
 
 
 def _path_name(path: Sequence[Any]) -> str:
@@ -528,12 +530,15 @@ class AutoLLMSearcher(Searcher):
     def _next_fidelity(self) -> tuple[dict[str, float] | None, str]:
         if self._core.schedule is None:
             return dict(self._core.target), ""
-        spent = self._spent()
-        level = self._core.schedule.choose(spent)
+        runs = [(t.fidelity, t.cost, True, t.value if t.state == "complete" else None) for t in self._history.trials]
+        runs += [(r["fidelity"], r["cost"], False, None) for r in self._live.values()]
+        choice, spent = self._core.choose_level(runs, self._direction())
+        level = choice.level
         if level is None:
-            logger.info("cost-aware budget %.4g spent; the search is finished", self._core.schedule.budget)
+            logger.info("cost-aware budget %.4g spent (%s); the search is finished", self._core.schedule.budget,
+                        choice.reason)
             return None, ""
-        return dict(self._core.schedule.levels[level].fidelity), self._core.schedule.describe(level, spent)
+        return dict(self._core.schedule.levels[level].fidelity), self._core.schedule.describe(level, spent, choice.reason)
 
     def budget_spent(self) -> float:
         """Cost spent or committed so far (cost-aware mode)."""

@@ -340,14 +340,19 @@ def test_cost_aware_mode_climbs_the_ladder_within_budget() -> None:
 
     study.optimize(obj, n_trials=100, callbacks=[sampler.stop_when_budget_spent])
     assert sampler.budget_spent(study) <= 50.0 and sampler.budget_exhausted(study)
-    # 40% of 50 split over the two cheap levels: 10 small runs, 2 medium runs, then 3 target runs; the
-    # remaining 2 buy the most expensive affordable level (small) and the budget is exactly spent
-    assert seen == ["small"] * 10 + ["medium"] * 2 + ["target"] * 3 + ["small"] * 2
-    assert sampler.budget_spent(study) == pytest.approx(50.0)
+    # 3 target runs (60% of 50) are kept; small may spend 10 (its half of the other 20) and stops once it
+    # stagnates; medium gets what small left (at most 25% of 50); then the target; no cheap run after it
+    n_small, n_medium = seen.count("small"), seen.count("medium")
+    assert seen == ["small"] * n_small + ["medium"] * n_medium + ["target"] * 3, seen
+    assert 6 <= n_small <= 10 and 1 <= n_medium <= 3
+    assert sampler.budget_spent(study) == pytest.approx(n_small + 4 * n_medium + 30.0)
     rec = sampler.recommend(study)
     assert rec.source == "observed"
     assert rec.params == min((t for t in study.trials if t.user_attrs["fidelity_level"] == "target"), key=lambda t: t.value).params
-    assert "Cost-aware: runs at the target" in study.trials[12].user_attrs["autollm:schedule"]
+    first_target = study.trials[n_small + n_medium].user_attrs["autollm:schedule"]
+    assert "Cost-aware: runs at the target" in first_target and "Why: target:" in first_target
+    first_medium = study.trials[n_small].user_attrs["autollm:schedule"]
+    assert f"small stagnated after {n_small} runs" in first_medium or "small used its share" in first_medium
 
 
 def test_cost_aware_respects_a_user_chosen_fidelity() -> None:
