@@ -104,7 +104,7 @@ class BudgetRule:
         low_fidelity_share: float = 0.4,
         level_share: float = 0.25,
         patience: int = 4,
-        min_runs: int = 6,
+        min_runs: int = 8,
         min_improvement: float = 0.01,
     ) -> None:
         self.costs = [float(c) for c in costs]
@@ -225,8 +225,8 @@ class BudgetRule:
                 else:
                     passed.append(name)
                 continue
-            if cost > remaining + self._eps:
-                notes.append(f"{name} is not affordable")
+            if cost + self.target_runs * self.target_cost > remaining + self._eps:
+                notes.append(f"{name} would cut into the {self.target_runs} target runs kept")
                 continue
             why = f"{name} has spent {_fmt(spent_i)} of its {_fmt(share)}"
             if runs_i >= self.min_runs:
