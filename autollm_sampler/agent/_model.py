@@ -44,7 +44,7 @@ from typing import Any
 import numpy as np
 
 from autollm_sampler._io import sha256_of
-from autollm_sampler.agent._adapt import ADAPT_SPEC, correct, evidence, select, thin
+from autollm_sampler.agent._adapt import ADAPT_SPEC, TargetEvidence, correct, evidence, select, thin
 from autollm_sampler.agent._base import Agent, Proposal
 from autollm_sampler.agent._classical import tried_keys, tried_units, valid_units
 from autollm_sampler.agent._features import (
@@ -57,7 +57,7 @@ from autollm_sampler.agent._features import (
     feature_spec,
     with_queries,
 )
-from autollm_sampler.agent._numpy_net import NumpyPolicyNet
+from autollm_sampler.agent._numpy_net import NumpyEnsembleNet, NumpyPolicyNet
 from autollm_sampler.agent._rationale import explain_choice, model_rationale  # noqa: F401  (explain_choice: re-exported)
 from autollm_sampler.exceptions import CheckpointError
 from autollm_sampler.history import History, Trial, fidelity_key
@@ -239,10 +239,13 @@ class TransformerAgent(Agent):
             self._np: NumpyPolicyNet | None = nets[0]
             #: every member network (one for a single checkpoint)
             self._members: list[NumpyPolicyNet] = nets
+            #: the members packed into one network (their forward passes run as one)
+            self._stacked: NumpyEnsembleNet | None = NumpyEnsembleNet(nets)
             self._torch: Any = None
             self.cfg = cfg
         elif len(nets) == 1:
             self._np, self._members, self._torch = None, [], net.eval()
+            self._stacked = None
             self.cfg = net.cfg
         else:
             raise ValueError("an ensemble is built from loaded (numpy) members: TransformerAgent.ensemble([...])")
@@ -265,7 +268,7 @@ class TransformerAgent(Agent):
                                  "network to train; train its members (training.pipeline with members: 1) instead")
             assert self._np is not None
             self._torch = PolicyNet.from_arrays(self.cfg, self._np.weights).eval()
-            self._np, self._members = None, []
+            self._np, self._members, self._stacked = None, [], None
         return self._torch
 
     @property
@@ -424,14 +427,16 @@ class TransformerAgent(Agent):
         enc = with_queries(base, units)
         with np.errstate(over="ignore", invalid="ignore"):  # an overflow is reported below, not warned about
             n = len(units)
-            if self._np is not None:
-                batch = state_arrays([enc])
-                outs = [net.forward(batch, max_query=self.cfg.max_query) for net in self._members]
+            if self._stacked is not None:
+                o = self._stacked.forward(state_arrays([enc]), max_query=self.cfg.max_query)
+                outs = [(o["score"][m, 0, :n], o["mu"][m, 0, :n], np.exp(o["log_sigma"][m, 0, :n]))
+                        for m in range(self._stacked.members)]
             else:
                 from autollm_sampler.agent._net import infer
 
-                outs = [infer(self._torch, enc, max_query=self.cfg.max_query)]
-            score, mu, sigma = _combine([(o["score"][0][:n], o["mu"][0][:n], np.exp(o["log_sigma"][0][:n])) for o in outs])
+                t = infer(self._torch, enc, max_query=self.cfg.max_query)
+                outs = [(t["score"][0][:n], t["mu"][0][:n], np.exp(t["log_sigma"][0][:n]))]
+            score, mu, sigma = _combine(outs)
             finite = np.isfinite(score).all() and np.isfinite(mu).all() and np.isfinite(sigma).all()
             value, std = enc.from_y(mu, sigma)
         if not (finite and np.isfinite(value).all() and np.isfinite(std).all()):
@@ -474,14 +479,24 @@ class TransformerAgent(Agent):
                     units = np.concatenate([units, extra])
         if not untried:  # everything tried: allow repeats rather than fail
             untried = list(range(len(units)))
-        # the extrapolated optimum is scored in the same pass (queries are independent), for the rationale
+        # one pass scores the candidates, the extrapolated optimum (for the rationale), and for the adaptation
+        # step the target runs it reads and the running proposals (queries are independent of each other)
+        adapt = self.adapt and self.temperature == 0
+        ev, pending_units = self._target_evidence(history, space, target, base, pending) if adapt else (None, None)
+        more_q = [u for u in (ev.units if ev is not None else None, pending_units) if u is not None and len(u)]
         ex_unit = space.snap_unit_many(np.asarray(base.extrap, float)[None])
-        enc, score, value, std = self.score(history, space, target, np.concatenate([units[untried], ex_unit]), base=base)
-        model_at_extrap = float(value[-1])
-        score, value, std = score[:-1], value[:-1], std[:-1]
+        m = len(untried)
+        enc, score, value, std = self.score(history, space, target, np.concatenate([units[untried], ex_unit, *more_q]), base=base)
+        model_at_extrap = float(value[m])
+        rest = value[m + 1 :]
+        score, value, std = score[:m], value[:m], std[:m]
         model_value = value.copy()  # the policy's own prediction at each candidate, before the correction
-        if self.adapt and self.temperature == 0:
-            value, std, order = self._adapt(history, space, target, base, units[untried], score, value, std, pending, n)
+        if adapt:
+            assert ev is not None and pending_units is not None
+            k = len(ev.units)
+            ev.mu = space.sign * rest[:k] if k else ev.mu
+            value, std, order = self._adapt(space, units[untried], score, value, std, ev, pending_units,
+                                            space.sign * rest[k:], n)
         else:
             order = self._select(score, n, rng)
         out = []
@@ -498,11 +513,12 @@ class TransformerAgent(Agent):
             ))
         return out
 
-    def _adapt(
-        self, history: History, space: SearchSpace, target: Mapping[str, float], base: Encoded, units: np.ndarray,
-        score: np.ndarray, value: np.ndarray, std: np.ndarray, pending: Sequence[Mapping[str, Any]], n: int,
-    ) -> tuple[np.ndarray, np.ndarray, list[int]]:
-        """Correct the predictions with the target runs, avoid failures, spread batches (``agent/_adapt.py``)."""
+    def _target_evidence(
+        self, history: History, space: SearchSpace, target: Mapping[str, float], base: Encoded,
+        pending: Sequence[Mapping[str, Any]],
+    ) -> tuple[TargetEvidence, np.ndarray]:
+        """The target runs the adaptation step reads (diverged runs split off, thinned to the GP's budget;
+        their model predictions are filled in by the caller) and the running proposals not yet returned."""
         tkey = fidelity_key(target)
         done_c, done_y, failed_c = [], [], []
         for t in history.trials:
@@ -519,16 +535,24 @@ class TransformerAgent(Agent):
         ran = set(unit_keys(np.concatenate([du, fu])).tolist())
         _, pu = valid_units(space, list(pending))
         pending_units = pu[[k not in ran for k in unit_keys(pu).tolist()]] if len(pu) else pu
-        if not len(du) and not len(fu) and not len(pending_units) and n == 1:
-            return value, std, self._select(score, n, np.random.default_rng(0))
-        sign = space.sign
-        # split off diverged runs and thin to the GP's budget first, so only the runs it reads are scored
         upward = np.array([r == "lr" for r in space.roles()], bool)
-        ev = thin(evidence(du, sign * np.asarray(done_y, float), np.zeros(len(du)), list(fu),
+        ev = thin(evidence(du, space.sign * np.asarray(done_y, float), np.zeros(len(du)), list(fu),
                            ref=base.ref if base.n_cheap else None, scale=base.scale if base.n_cheap else None,
                            upward=upward))
-        if len(ev.units):
-            ev.mu = sign * self.score(history, space, target, ev.units, base=base)[2]
+        return ev, pending_units
+
+    def _adapt(
+        self, space: SearchSpace, units: np.ndarray, score: np.ndarray, value: np.ndarray, std: np.ndarray,
+        ev: TargetEvidence, pending_units: np.ndarray, pending_mu: np.ndarray, n: int,
+    ) -> tuple[np.ndarray, np.ndarray, list[int]]:
+        """Correct the predictions with the target runs, avoid failures, spread batches (``agent/_adapt.py``).
+
+        ``ev`` holds the target runs with the model's predictions there, ``pending_mu`` the model's predictions
+        at the running proposals ``pending_units`` (both in minimisation units).
+        """
+        if not len(ev.y) and not len(ev.bad_units) and not len(pending_units) and n == 1:
+            return value, std, self._select(score, n, np.random.default_rng(0))
+        sign = space.sign
         mu_c, sd_c = correct(sign * value, std, units, ev)
         if n == 1 and not len(pending_units):
             return sign * mu_c, sd_c, select(score, mu_c, sd_c, units, ev, pending_units, n)
@@ -536,11 +560,12 @@ class TransformerAgent(Agent):
         # if they had returned what is predicted for them (a "believer"), so its uncertainty there is spent;
         # with no target run yet the first pick is the policy's and the next ones follow the believed evidence
         runs = len(ev.y) + len(ev.bad_units)
-        believed_u, believed_y, believed_mu = [], [], []
+        believed_u: list[np.ndarray] = []
+        believed_y: list[float] = []
+        believed_mu: list[float] = []
         if len(pending_units):
-            mp = sign * self.score(history, space, target, pending_units, base=base)[2]
-            cp, _ = correct(mp, np.full(len(mp), float(np.median(std))), pending_units, ev)
-            believed_u, believed_y, believed_mu = list(pending_units), list(cp), list(mp)
+            cp, _ = correct(pending_mu, np.full(len(pending_mu), float(np.median(std))), pending_units, ev)
+            believed_u, believed_y, believed_mu = list(pending_units), list(cp), list(pending_mu)
         order: list[int] = []
         ev_j = ev.believing(believed_u, believed_y, believed_mu)
         sd_j = correct(sign * value, std, units, ev_j)[1] if believed_u else sd_c
