@@ -52,7 +52,7 @@ def test_docs_scenario_climbs_once_and_keeps_the_budget_for_the_target(
     # the old rule ran 76 of 87 trials on the small level (70 first, 6 more after the target runs)
     assert seq.count("small") <= 0.25 * 350.0 / COST["small"] and seq.count("small") < 30, seq
     assert seq.count("target") * COST["target"] >= 0.6 * 350.0  # at least 60% of the budget on target runs
-    assert all(ORDER[a] <= ORDER[b] for a, b in zip(seq, seq[1:])), f"a cheaper level ran after a costlier one: {seq}"
+    assert all(ORDER[a] <= ORDER[b] for a, b in zip(seq, seq[1:], strict=False)), f"a cheaper level ran after a costlier one: {seq}"
     assert seq.count("target") >= 3 and seq[-1] == "target"
     spent = sum(COST[s] for s in seq)
     assert sampler.budget_spent(study) == pytest.approx(spent)  # every trial charged its level's cost, exactly
@@ -93,7 +93,7 @@ def test_asktell_stagnation_finishes_a_level_and_the_budget_error_says_why() -> 
             at.tell(s.id, value)
     assert seen[:9] == ["small"] * 8 + ["medium"]
     assert "small stagnated after 8 runs" in str(at.history.trials[8].attrs["rationale"])
-    assert all(ORDER[a] <= ORDER[b] for a, b in zip(seen, seen[1:]))
+    assert all(ORDER[a] <= ORDER[b] for a, b in zip(seen, seen[1:], strict=False))
     spent = sum(COST[s] for s in seen)
     assert at.budget_left() == pytest.approx(350.0 - spent)
     # an explicit fidelity runs outside the rule and is charged at its level's cost
