@@ -11,6 +11,7 @@ partial ``enqueue_trial`` fixed.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -27,6 +28,8 @@ _PROPOSAL = ATTR_PREFIX + "proposal"  # system attr: the proposal, visible to ot
 _READ_AT = ATTR_PREFIX + "read_at"  # system attr: when the history for this proposal was read
 _PROPOSED_AT = ATTR_PREFIX + "proposed_at"  # system attr: when the proposal was written
 _ATTEMPTS = ATTR_PREFIX + "claim_attempts"  # system attr: proposals made before one was kept
+logger = logging.getLogger(__name__)
+
 _FIXED_ASK = 16  # proposals asked for when enqueue_trial fixed some values (one is kept)
 _CLAIM_ATTEMPTS = 8  # proposals per trial at most while other workers claim the same configuration first
 
@@ -37,14 +40,73 @@ def shared_storage(study: Study) -> bool:
     return not isinstance(getattr(storage, "_backend", storage), optuna.storages.InMemoryStorage)
 
 
-def claim(study: Study, trial: FrozenTrial, params: Mapping[str, Any], read_at: float, attempt: int) -> float:
-    """Write ``params`` as ``trial``'s claim: the proposal first, then the time its write completed
-    (returned), when the study was read, and the attempt's number."""
+def _rdb_batch(storage: Any) -> Callable[[int, Mapping[str, Any], Mapping[str, Any]], None] | None:
+    """A writer of several trial attributes in one transaction, for Optuna's RDB storage; ``None`` for any
+    other storage (or an Optuna whose RDB internals differ), which then gets one public call per attribute.
+
+    Each ``set_trial_user_attr`` / ``set_trial_system_attr`` call on RDB storage is its own transaction, and
+    on SQLite each commit waits for the disk (10-20 ms): one commit for all of a proposal's attributes is
+    most of what the sampler costs per trial there.
+    """
+    backend = getattr(storage, "_backend", storage)
+    if not isinstance(backend, optuna.storages.RDBStorage):
+        return None
+    try:
+        from optuna.storages._rdb import models
+        from optuna.storages._rdb.storage import _create_scoped_session
+    except ImportError:
+        return None
+    write_one = getattr(backend, "_set_trial_attr_without_commit", None)
+    scoped = getattr(backend, "scoped_session", None)
+    user_model = getattr(models, "TrialUserAttributeModel", None)
+    system_model = getattr(models, "TrialSystemAttributeModel", None)
+    if write_one is None or scoped is None or user_model is None or system_model is None:
+        return None
+
+    def write(trial_id: int, user: Mapping[str, Any], system: Mapping[str, Any]) -> None:
+        with _create_scoped_session(scoped, True) as session:
+            for model, attrs in ((system_model, system), (user_model, user)):
+                for k, v in attrs.items():
+                    write_one(session, model, trial_id, k, v)
+
+    return write
+
+
+def write_attrs(
+    study: Study, trial: FrozenTrial, *, user: Mapping[str, Any] | None = None, system: Mapping[str, Any] | None = None
+) -> None:
+    """Write ``user`` and ``system`` attributes of ``trial``: in one transaction on RDB storage (all or none),
+    else one storage call each; ``trial.user_attrs`` is updated too (as Optuna's ``Trial.set_user_attr`` does)."""
+    user = user or {}
+    system = system or {}
     storage = study._storage
-    storage.set_trial_system_attr(trial._trial_id, _PROPOSAL, params)
+    batch = _rdb_batch(storage) if len(user) + len(system) > 1 else None
+    done = False
+    if batch is not None:
+        try:
+            batch(trial._trial_id, user, system)
+            done = True
+        except (AttributeError, TypeError):  # an Optuna whose internals changed: nothing was committed
+            logger.debug("batched attribute write failed; writing the attributes one by one", exc_info=True)
+    if not done:
+        for k, v in system.items():
+            storage.set_trial_system_attr(trial._trial_id, k, v)
+        for k, v in user.items():
+            storage.set_trial_user_attr(trial._trial_id, k, v)
+    trial.user_attrs.update(user)
+
+
+def claim(
+    study: Study, trial: FrozenTrial, params: Mapping[str, Any], read_at: float, attempt: int,
+    user: Mapping[str, Any] | None = None, system: Mapping[str, Any] | None = None,
+) -> float:
+    """Write ``params`` as ``trial``'s claim: the proposal first (its own write, so that other workers see it
+    as soon as possible), then, in one more write, the time the first write completed (returned), when the
+    study was read, the attempt's number, and the ``user`` and ``system`` attributes that go with the proposal."""
+    study._storage.set_trial_system_attr(trial._trial_id, _PROPOSAL, params)
     proposed_at = time.time()
-    for k, v in ((_PROPOSED_AT, proposed_at), (_READ_AT, read_at), (_ATTEMPTS, attempt + 1)):
-        storage.set_trial_system_attr(trial._trial_id, k, v)
+    meta = {**(system or {}), _PROPOSED_AT: proposed_at, _READ_AT: read_at, _ATTEMPTS: attempt + 1}
+    write_attrs(study, trial, user=user, system=meta)
     return proposed_at
 
 
@@ -71,12 +133,12 @@ def _claimed_elsewhere(
     for t in study.get_trials(deepcopy=False):
         if t.number == trial.number:
             continue
-        merged = _claimed_params(t)
-        if not all(k in merged and merged[k] == v for k, v in params.items()):
-            continue
         seen = known.get(t.number)
         if seen is not None and all(k in seen and seen[k] == v for k, v in params.items()):
             continue  # this claim was already in the history or pending when we proposed
+        merged = _claimed_params(t)
+        if not all(k in merged and merged[k] == v for k, v in params.items()):
+            continue
         other_at = finite_or_none(t.system_attrs.get(_PROPOSED_AT))
         if other_at is not None and (other_at, t.number) > (proposed_at, trial.number):
             continue

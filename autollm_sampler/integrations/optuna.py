@@ -112,6 +112,7 @@ from autollm_sampler.integrations._optuna_claims import (
     _pick,
     claim,
     shared_storage,
+    write_attrs,
 )
 from autollm_sampler.integrations._optuna_fidelity import (
     _BUDGET_OUT,  # noqa: F401  (re-exported, as every name below that this module does not use)
@@ -298,8 +299,6 @@ class AutoLLMSampler(BaseSampler):
     def before_trial(self, study: Study, trial: FrozenTrial) -> None:
         self._check_single_objective(study)
         self._fallback.before_trial(study, trial)
-        if self._core.axes:  # marks trials run under this sampler: others without fidelity are worth a warning
-            study._storage.set_trial_system_attr(trial._trial_id, _RUN_HERE, True)
         if self._core.schedule is not None:
             with self._lock:
                 self._fidelity.assign(study, trial)
@@ -308,9 +307,16 @@ class AutoLLMSampler(BaseSampler):
         self, study: Study, trial: FrozenTrial, state: TrialState, values: Sequence[float] | None
     ) -> None:
         self._fallback.after_trial(study, trial, state, values)
+        # both are written with the proposal (one storage write); here only when there was none, or they changed
+        system = {_RUN_HERE: True} if self._core.axes and _RUN_HERE not in trial.system_attrs else {}
+        user = {}
         fid = self._fidelity.of(trial)
         if fid is not None:
-            study._storage.set_trial_user_attr(trial._trial_id, IS_TARGET_ATTR, self._core.is_target(fid))
+            is_target = self._core.is_target(fid)
+            if trial.user_attrs.get(IS_TARGET_ATTR) is not is_target:
+                user[IS_TARGET_ATTR] = is_target
+        if user or system:
+            write_attrs(study, trial, user=user, system=system)
 
     def infer_relative_search_space(self, study: Study, trial: FrozenTrial) -> dict[str, BaseDistribution]:
         self._check_single_objective(study)
@@ -560,12 +566,16 @@ class AutoLLMSampler(BaseSampler):
         def to_study(config: Mapping[str, Any]) -> dict[str, Any]:
             return to_optuna(config, search_space, space, slots)
 
+        # marks trials run under this sampler (others without fidelity are worth a warning); after_trial writes
+        # it for trials that never get here
+        run_here = {_RUN_HERE: True} if self._core.axes else {}
         for attempt in range(_CLAIM_ATTEMPTS):
             seed = self._core.seed_for(trial.number, attempt)
             props = self.agent.propose(history, space, fid_now, n=_FIXED_ASK if fixed else 1, seed=seed, pending=pending)
             proposal, params = _pick(props, fixed, list(search_space), to_study, study, trial, fid_now, self._fidelity)
             self._note_unmapped(proposal.params, params, slots)
-            proposed_at = claim(study, trial, params, read_at, attempt)
+            user = self._proposal_attrs(proposal, fid)
+            proposed_at = claim(study, trial, params, read_at, attempt, user, run_here)
             if not shared or not params:
                 break  # one process: the lock already serialises proposals
             # verify: did another process claim the same configuration first, unseen at read time?
@@ -588,17 +598,22 @@ class AutoLLMSampler(BaseSampler):
             read_at = time.time()
             known = {}
             history, pending = self._collect(study, trial, space, slots, fid_now, known)
+        logger.debug("trial %d: proposed %s (%s)", trial.number, params, proposal.source)
+        return params
+
+    def _proposal_attrs(self, proposal: Proposal, fid: Mapping[str, float] | None) -> dict[str, Any]:
+        """The user attributes that go with a proposal (written with its claim, in one storage write), with
+        the trial's :data:`IS_TARGET_ATTR` when its fidelity is known already (``after_trial`` then writes it
+        only if it changed)."""
         user: dict[str, Any] = {
             _PRED: finite_or_none(proposal.predicted_value),
             _STD: finite_or_none(proposal.predicted_std),
             _WHY: str(proposal.rationale),
             _SRC: str(proposal.source),
         }
-        for k, v in user.items():
-            study._storage.set_trial_user_attr(trial._trial_id, k, v)
-            trial.user_attrs[k] = v
-        logger.debug("trial %d: proposed %s (%s)", trial.number, params, proposal.source)
-        return params
+        if fid is not None:
+            user[IS_TARGET_ATTR] = self._core.is_target(fid)
+        return user
 
     def _note_unmapped(self, config: Mapping[str, Any], params: Mapping[str, Any], slots: Mapping[str, _Slot]) -> None:
         """Count (and log once per parameter) proposed values that :func:`to_optuna` could not write."""
