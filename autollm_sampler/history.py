@@ -446,7 +446,7 @@ class History(BaseModel):
 
     def save(self, path: str | os.PathLike[str]) -> None:
         p = Path(path)
-        p.write_text(self.to_json() if p.suffix.lower() == ".json" else self.to_jsonl())
+        p.write_text(self.to_json() if p.suffix.lower() == ".json" else self.to_jsonl(), encoding="utf-8")
 
 
 def _refuse_path(method: str, text: Any) -> None:
@@ -574,6 +574,8 @@ def _read_csv(source: Any) -> tuple[History, list[str]]:
                 raise InvalidHistoryError(f"{name}, line {line}: the history file is not UTF-8 text; save it as UTF-8") from None
         if not isinstance(text, str):
             raise TypeError(f"from_csv: read() of the file returned {type(text).__name__}, not text")
+        if text.startswith("\ufeff"):  # a file saved with a BOM and opened as plain "utf-8": not part of a column name
+            text = text[1:]
         text = text.replace("\r\n", "\n").replace("\r", "\n")
     else:
         raise TypeError(

@@ -147,3 +147,49 @@ def test_numeric_columns_refuse_the_same_text(cell: str, tmp_path: Path) -> None
     if cell:  # an empty history cell is a missing value (a complete trial then needs one)
         with pytest.raises(InvalidTrialError, match="value"):
             History.from_csv(path)
+
+
+# Excel's "CSV UTF-8" starts the file with a byte-order mark; the locale's encoding must not matter either
+BOM_CSV = "id,opt,lr,fidelity:n_params,value\nr0,adamw-\u00e9,0.001,1e8,2.5\nr1,lion-\u03bb,0.003,1e8,2.75\n"
+
+
+def _check_bom_readings(path: Path) -> None:
+    expected = [("r0", {"opt": "adamw-\u00e9", "lr": 0.001}), ("r1", {"opt": "lion-\u03bb", "lr": 0.003})]
+    for hist in (History.from_csv(path), History.from_csv(str(path)), History.load(path)):
+        assert [(t.id, t.params) for t in hist.trials] == expected
+        assert [t.value for t in hist.trials] == [2.5, 2.75]
+    with open(path, encoding="utf-8") as fh:  # opened without "-sig": the BOM is still no part of "id"
+        assert [t.id for t in History.from_csv(fh).trials] == ["r0", "r1"]
+    with open(path, "rb") as fh:
+        assert [t.id for t in History.from_csv(fh).trials] == ["r0", "r1"]
+    task = gym.TabularTask.from_table(path, params=["opt", "lr"], fidelity={"n_params": "fidelity:n_params"},
+                                      objective="value", cost=lambda row: 1.0 if row["id"] in ("r0", "r1") else -1.0)
+    configs = task.cells[0].configs
+    assert sorted(c["opt"] for c in configs) == ["adamw-\u00e9", "lion-\u03bb"]
+    assert list(task.cells[0].values) == [2.5, 2.75]
+
+
+def test_a_csv_with_a_byte_order_mark_reads_its_first_column(tmp_path: Path) -> None:
+    path = tmp_path / "excel.csv"
+    path.write_bytes(b"\xef\xbb\xbf" + BOM_CSV.replace("\n", "\r\n").encode("utf-8"))
+    _check_bom_readings(path)
+    # and back out: a History written from it and read again has the same trials
+    out = tmp_path / "again.jsonl"
+    History.from_csv(path).save(out)
+    assert History.load(out).trials == History.from_csv(path).trials
+
+
+def test_csv_reading_does_not_depend_on_the_locale_encoding(tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    path = tmp_path / "excel.csv"
+    path.write_bytes(b"\xef\xbb\xbf" + BOM_CSV.encode("utf-8"))
+    env = {**os.environ, "LC_ALL": "C", "LANG": "C", "PYTHONCOERCECLOCALE": "0", "PYTHONUTF8": "0"}
+    code = ("import locale, sys, pathlib; sys.path.insert(0, sys.argv[2]); import test_readers as t; "
+            "print(getattr(locale, 'getencoding', lambda: '?')()); t._check_bom_readings(pathlib.Path(sys.argv[1])); print('ok')")
+    out = subprocess.run([sys.executable, "-X", "warn_default_encoding", "-W", "error::EncodingWarning", "-c", code,
+                          str(path), str(Path(__file__).parent)], env=env, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert out.stdout.split()[-1] == "ok"

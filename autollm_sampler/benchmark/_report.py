@@ -363,7 +363,7 @@ def _write_csv(path: Path, rows: Sequence[Mapping[str, Any]]) -> None:
     w.writeheader()
     for r in rows:
         w.writerow({c: _csv_cell(r.get(c)) for c in cols})
-    path.write_text(buf.getvalue())
+    path.write_text(buf.getvalue(), encoding="utf-8")
 
 
 def _csv_cell(v: Any) -> Any:
@@ -533,7 +533,7 @@ def machine_description() -> str:
     """CPU model, cores, OS and key library versions, for the report header."""
     cpu = platform.processor() or platform.machine()
     try:
-        with open("/proc/cpuinfo") as fh:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as fh:
             for line in fh:
                 if line.startswith("model name"):
                     cpu = line.split(":", 1)[1].strip()
@@ -699,5 +699,5 @@ def write_report(
             notes.append(f"plots skipped: matplotlib is not installed ({exc}); pip install 'autollm-sampler[bench]'")
     meta = {"date": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), **meta}
     (out / "RESULTS.md").write_text(render_results(rows, summ, meta=meta, plots=files, skipped=skipped, errors=errors,
-                                                     records=records))
+                                                     records=records), encoding="utf-8")
     return summ, notes

@@ -298,7 +298,7 @@ def load_cache(path: Path) -> dict[str, dict[str, Any]]:
     out: dict[str, dict[str, Any]] = {}
     if not path.is_file():
         return out
-    with open(path) as fh:
+    with open(path, encoding="utf-8", errors="replace") as fh:
         for line in fh:
             try:
                 rec = json.loads(line)
@@ -316,7 +316,7 @@ def _end_with_newline(path: Path) -> None:
             fh.seek(-1, os.SEEK_END)
             last = fh.read(1)
         if last != b"\n":
-            with open(path, "a") as fh:
+            with open(path, "a", encoding="utf-8") as fh:
                 fh.write("\n")
 
 
@@ -371,7 +371,7 @@ def run_benchmark(
 
         bar = tqdm(total=len(todo), desc="bench", unit="episode", smoothing=0.05)
     _end_with_newline(cache_path)
-    with open(cache_path, "a") as fh:
+    with open(cache_path, "a", encoding="utf-8") as fh:
         for key, rec, err in _execute(todo, cfg.workers):
             if rec is not None:
                 rec["fp"] = fps.get(rec["method"], "")

@@ -46,7 +46,7 @@ TASK, TARGET = "steplaw-dense-v1", "N=1.07B,D=20B"
 
 def _rss_bytes() -> int:
     try:
-        with open("/proc/self/statm") as fh:
+        with open("/proc/self/statm", encoding="ascii") as fh:
             return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
     except (OSError, ValueError, IndexError):
         return 0
@@ -280,7 +280,7 @@ def run_latency_cli(args: argparse.Namespace, *, command: str) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     text = render_latency(results, skipped, command=command.strip(), machine=machine_description(), sizes=args.sizes)
-    (out / "LATENCY.md").write_text(text)
+    (out / "LATENCY.md").write_text(text, encoding="utf-8")
     print(text)
     print(f"wrote {out / 'LATENCY.md'}")
     return 0

@@ -638,9 +638,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         out = Path(args.out)
         out.mkdir(parents=True, exist_ok=True)
-        (out / "RESULTS.md").write_text(text)
+        (out / "RESULTS.md").write_text(text, encoding="utf-8")
         keys = sorted({k for r in rows for k in r})
-        with open(out / "episodes.csv", "w", newline="") as fh:
+        with open(out / "episodes.csv", "w", newline="", encoding="utf-8") as fh:
             w = csv.DictWriter(fh, fieldnames=keys)
             w.writeheader()
             w.writerows(rows)

@@ -66,7 +66,7 @@ class ManifestFile:
 
 @lru_cache(maxsize=1)
 def _manifest_data() -> dict[str, Any]:
-    text = resources.files("autollm_sampler.gym").joinpath("manifest.json").read_text()
+    text = resources.files("autollm_sampler.gym").joinpath("manifest.json").read_text(encoding="utf-8")
     return json.loads(text)  # type: ignore[no-any-return]
 
 

@@ -332,7 +332,7 @@ def _call_cost(cost: Callable[[Mapping[str, Any]], float], row: Mapping[str, Any
 
 def _rows(table: Any) -> list[Mapping[str, Any]]:
     if isinstance(table, (str, Path)):
-        with open(table, newline="") as fh:
+        with open(table, newline="", encoding="utf-8-sig") as fh:  # a BOM (Excel's "CSV UTF-8") is not a column name
             return list(csv.DictReader(fh))
     if isinstance(table, Mapping):
         cols = {k: list(v) for k, v in table.items()}

@@ -329,7 +329,7 @@ class AskTell:
     # ------------------------------------------------------------------ persistence
     def save(self, path: str | os.PathLike[str]) -> None:
         """Write the history (pending suggestions as ``running``) to a JSONL file."""
-        Path(path).write_text(self._history.to_jsonl())
+        Path(path).write_text(self._history.to_jsonl(), encoding="utf-8")
 
     @classmethod
     def load(cls, path: str | os.PathLike[str], space: SearchSpace | Mapping[str, Any] | str | os.PathLike[str], **kwargs: Any) -> AskTell:

@@ -57,7 +57,7 @@ def _cell_name(size: float) -> str:
 def _read(raw_dir: str | os.PathLike[str] | None) -> tuple[list[dict[str, Any]], list[str]]:
     raw_file("admire_ift_runs", "LICENSE.txt", raw_dir)  # the licence travels with the data; check it too
     path = raw_file("admire_ift_runs", "admire_ift_runs.csv", raw_dir)
-    with open(path, newline="") as fh:
+    with open(path, newline="", encoding="utf-8-sig") as fh:
         reader = csv.DictReader(fh)
         columns = list(reader.fieldnames or [])
         rows: list[dict[str, Any]] = [dict(r) for r in reader]

@@ -113,7 +113,7 @@ def _read_text(task_id: str, name: str) -> str:
         raise KeyError(f"{task_id!r} is not a project-made task; choose one of {sorted(TABLE_DIRS)}")
     res = resources.files("autollm_sampler.gym").joinpath("tables", TABLE_DIRS[task_id], name)
     try:
-        return res.read_text()
+        return res.read_text(encoding="utf-8")
     except (FileNotFoundError, OSError):
         raise RawDataError(
             f"{task_id}: the shipped table {TABLE_DIRS[task_id]}/{name} is missing from the installed package; "

@@ -52,7 +52,7 @@ ROWS, CELLS = sum(ROWS_PER_CELL.values()), len(ROWS_PER_CELL)
 
 
 def _read_csv(name: str, raw_dir: str | os.PathLike[str] | None) -> tuple[list[str], list[dict[str, str]]]:
-    with open(raw_file("regmix", name, raw_dir), newline="") as fh:
+    with open(raw_file("regmix", name, raw_dir), newline="", encoding="utf-8-sig") as fh:
         reader = csv.DictReader(fh)
         return list(reader.fieldnames or []), [dict(r) for r in reader]
 

@@ -36,7 +36,7 @@ def _meta(description: str, cost_unit: str) -> TaskMetadata:
 
 
 def _read(name: str, raw_dir: str | os.PathLike[str] | None) -> list[dict[str, Any]]:
-    with open(raw_file("steplaw", name, raw_dir), newline="") as fh:
+    with open(raw_file("steplaw", name, raw_dir), newline="", encoding="utf-8-sig") as fh:
         rows = list(csv.DictReader(fh))
     out = []
     for r in rows:
