@@ -291,7 +291,7 @@ class AskTell:
     def explain(self, n: int = 1) -> Explanation:
         """The evidence and the next ``n`` proposals for the target, in words (nothing is recorded).
 
-        Returns the text and prints nothing (an :class:`~autollm_sampler.integrations._explain.Explanation`,
+        Returns the text and prints nothing (an :class:`~autollm_sampler.integrations.Explanation`,
         a ``str`` that a notebook shows as the text itself; in a script, ``print`` it).
         """
         lines = describe_history(self._history, self.space, self.target)

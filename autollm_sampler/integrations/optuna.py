@@ -458,7 +458,7 @@ class AutoLLMSampler(BaseSampler):
         """Describe the evidence and every proposal the sampler made in ``study``, readably.
 
         Returns the text and prints nothing, like ``AskTell.explain`` and ``AutoLLMSearcher.explain``: an
-        :class:`~autollm_sampler.integrations._explain.Explanation`, a ``str`` that a notebook shows as the
+        :class:`~autollm_sampler.integrations.Explanation`, a ``str`` that a notebook shows as the
         text itself; in a script, ``print(sampler.explain(study))``. ``file=`` also writes it there.
         Sentences a rationale shares with an earlier trial's are shown once.
         """

@@ -566,7 +566,7 @@ class AutoLLMSearcher(Searcher):
     def explain(self) -> Explanation:
         """The evidence and the next proposal, in words.
 
-        Returns the text and prints nothing (an :class:`~autollm_sampler.integrations._explain.Explanation`,
+        Returns the text and prints nothing (an :class:`~autollm_sampler.integrations.Explanation`,
         a ``str`` that a notebook shows as the text itself; in a script, ``print`` it).
         """
         if self._space is None:

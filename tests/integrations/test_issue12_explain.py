@@ -15,7 +15,7 @@ from optuna.distributions import CategoricalDistribution
 from optuna.trial import create_trial
 
 from autollm_sampler.agent import Proposal
-from autollm_sampler.integrations._explain import Explanation
+from autollm_sampler.integrations import Explanation
 from autollm_sampler.integrations.asktell import AskTell, Suggestion
 from autollm_sampler.integrations.optuna import AutoLLMSampler, target_best_trial
 
@@ -148,3 +148,18 @@ def test_searcher_and_asktell_recommend_name_their_trial() -> None:
     at.add({"lr": 3e-3}, 2.4)
     rec2 = at.recommend()
     assert isinstance(rec2, Suggestion) and rec2.source == "observed" and rec2.id == at.best().id  # type: ignore[union-attr]
+
+
+def test_explanation_is_public() -> None:
+    import autollm_sampler.integrations as integrations
+    from autollm_sampler.integrations import _explain
+
+    assert "Explanation" in integrations.__all__ and integrations.Explanation is _explain.Explanation
+    assert "Explanation" in (integrations.__doc__ or "")
+    # each frontend's explain is annotated with the public class
+    from autollm_sampler.integrations.asktell import AskTell
+    from autollm_sampler.integrations.optuna import AutoLLMSampler
+
+    for method in (AskTell.explain, AutoLLMSampler.explain):
+        assert method.__annotations__["return"] in ("Explanation", Explanation)
+        assert "autollm_sampler.integrations.Explanation" in (method.__doc__ or "")
