@@ -14,7 +14,8 @@ the largest extra memory during setup plus one suggestion: the maximum of Python
 (``tracemalloc``) and of the process's resident-set growth sampled every millisecond (which also sees
 native allocations such as torch's). Ratios divide by TPE's figure at the same n, measured in the same run.
 
-Run it with ``autollm-sampler bench --latency --out DIR`` or ``python -m autollm_sampler.benchmark.latency``.
+Run it with ``autollm-sampler bench --latency --out DIR`` or ``python -m autollm_sampler.benchmark.latency --out DIR``
+(both write ``DIR/LATENCY.md``; ``DIR`` defaults to ``./bench-results``).
 """
 
 from __future__ import annotations
@@ -263,7 +264,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def add_latency_arguments(parser: argparse.ArgumentParser, *, with_out: bool = True) -> None:
     if with_out:
-        parser.add_argument("--out", default="docs/benchmarks", help="folder for LATENCY.md (default: %(default)s)")
+        # the same default as `autollm-sampler bench --out`: a folder of its own under the working directory
+        # (the project's published LATENCY.md is written with --out docs/benchmarks)
+        parser.add_argument("--out", default="bench-results", help="folder for LATENCY.md, created if missing "
+                            "(default: ./%(default)s)")
     parser.add_argument("--sizes", type=int, nargs="+", default=list(SIZES), help="history sizes (default: 10 100 1000)")
     parser.add_argument("--repeats", type=int, default=3, help="timed suggestions per measurement (default: 3)")
     if with_out:

@@ -221,6 +221,31 @@ def test_help_is_plain_text_and_names_every_role(capsys: pytest.CaptureFixture[s
             assert "same files and options as `suggest`" in " ".join(out.split())
 
 
+@pytest.mark.parametrize("cmd", [[], ["suggest"], ["explain"], ["bench"], ["gym"], ["gym", "list"], ["gym", "info"],
+                                 ["gym", "fetch"], ["gym", "rollout"]])
+def test_every_help_is_free_of_rst_markup(cmd: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exc:
+        main([*cmd, "--help"])
+    out = capsys.readouterr().out
+    assert exc.value.code == 0 and out.startswith("usage: autollm-sampler")
+    for markup in ("``", ":class:", ":func:", ":meth:", ":mod:", ":data:", "\n.. ", "::\n"):
+        assert markup not in out, (cmd, markup)
+
+
+def test_output_folders_default_to_one_folder_under_the_working_directory() -> None:
+    """``bench --out`` and the standalone latency benchmark write to ./bench-results unless told otherwise (the
+    latency one used to default to docs/benchmarks, the project's published tables)."""
+    import argparse
+
+    from autollm_sampler.benchmark import latency
+    from autollm_sampler.benchmark._cli import add_parser
+
+    bench = add_parser(argparse.ArgumentParser().add_subparsers())
+    lat = argparse.ArgumentParser()
+    latency.add_latency_arguments(lat)
+    assert bench.parse_args([]).out == lat.parse_args([]).out == "bench-results"
+
+
 def test_verbose_after_the_subcommand_logs(files: dict[str, Path]) -> None:
     # a fresh process, so the root logger is configured as a user's shell would have it
     argv = [sys.executable, "-m", "autollm_sampler.cli", "suggest", "--space", str(files["space.yaml"]),
