@@ -37,12 +37,28 @@ _CACHE: dict[tuple[str, str, str], TabularTask] = {}
 _LOCK = threading.RLock()  # re-entrant: a builder may register or make another task
 
 
-def register(spec: TaskSpec, *, overwrite: bool = False) -> None:
+def register(spec: TaskSpec | TabularTask, *, overwrite: bool = False) -> None:
     """Register a task builder under a versioned id (``name-vN``).
 
-    With ``overwrite=True`` the new builder replaces the old one, and every table built by the old one is
-    dropped from the cache, so the next :func:`make` (or ``make_env``) builds the new task.
+    ``spec`` is a :class:`TaskSpec`, or a :class:`TabularTask` already built (from ``from_table``), which is
+    registered under its own id as a task that needs no raw files. With ``overwrite=True`` the new builder
+    replaces the old one, and every table built by the old one is dropped from the cache, so the next
+    :func:`make` (or ``make_env``) builds the new task.
+
+    Raises:
+        TypeError: when ``spec`` is neither.
+        ValueError: on an id without a version, or an id already registered without ``overwrite=True``.
     """
+    if isinstance(spec, TabularTask):
+        task = spec
+        spec = TaskSpec(task.id, lambda raw_dir=None: task, "custom", f"{task.id} (registered as a table)",
+                        needs_raw=False)
+    elif not isinstance(spec, TaskSpec):
+        raise TypeError(
+            f"register() takes a TaskSpec or a TabularTask, got {type(spec).__name__}; for a table you built, "
+            "gym.register(task) or gym.register(gym.TaskSpec(id, lambda raw_dir=None: task, family, summary, "
+            "needs_raw=False))"
+        )
     if not spec.id.rsplit("-", 1)[-1].startswith("v"):
         raise ValueError(f"task id {spec.id!r} must end in a version such as '-v1'")
     with _LOCK:

@@ -197,3 +197,24 @@ def test_snap_of_an_unreadable_proposal_raises_in_strict_mode_and_warns_otherwis
     with caplog.at_level("WARNING", logger="autollm_sampler.gym._table"):
         idx, exact = cell.snap({"lr": [1, 2]})
     assert not exact and 0 <= idx < 2 and "cannot be placed" in caplog.text
+
+
+def test_register_takes_a_built_table_and_refuses_anything_else(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``gym.register(task)`` with the TabularTask from_table returned (it used to fail later in make(), with
+    "'TabularTask' object has no attribute 'needs_raw'"); overwrite=True then make_env sees the new table."""
+    monkeypatch.setattr(_registry, "_REGISTRY", dict(_registry.registry()))
+    monkeypatch.setattr(_registry, "_CACHE", dict(_registry._CACHE))
+
+    def table(offset: float) -> gym.TabularTask:
+        rows = [{"n": n, "lr": lr, "loss": offset + lr / n} for n in (1.0, 2.0) for lr in (0.1, 0.2)]
+        return gym.TabularTask.from_table(rows, params=["lr"], fidelity=["n"], objective="loss", id="table-v1")
+
+    gym.register(table(1.0))
+    assert gym.make_env("table-v1", target="n=2").target.optimum == pytest.approx(1.05)
+    with pytest.raises(ValueError, match="already registered"):
+        gym.register(table(5.0))
+    gym.register(table(5.0), overwrite=True)
+    assert gym.make_env("table-v1", target="n=2").target.optimum == pytest.approx(5.05)
+    assert not _registry.registry()["table-v1"].needs_raw
+    with pytest.raises(TypeError, match="TaskSpec or a TabularTask"):
+        gym.register({"id": "dict-v1"})  # type: ignore[arg-type]
