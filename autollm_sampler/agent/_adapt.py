@@ -61,6 +61,7 @@ ADAPT_SPEC: dict[str, float] = {
     "diverged_scales": 10.0,  # ... and so does one this many cheap-cell spreads above the nearest cheap cell's best
     "diverged_rel": 0.2,  # ... when that is also this share of the best's magnitude above it (a loss wall)
     "fail_radius": 0.08,  # failure influence radius, in unit-cube distance / sqrt(width)
+    "failed_weight": 0.5,  # how far one failed (not diverged) run closes its region: it may have been a crash
     "upward_reach": 10.0,  # the one-sided (learning-rate) failure region is this much wider in the other coordinates
     "batch_radius": 0.05,  # pending / picked points push candidates within this radius away
     "policy_weight": 0.05,  # the least weight of the policy's log-probability in the acquisition
@@ -81,6 +82,10 @@ class TargetEvidence:
     #: [W] coordinates along which a failure extends one-sidedly upward (learning rates: a run that diverged
     #: at some lr says a higher lr diverges too); None: none
     upward: np.ndarray | None = None
+    #: [f] how much each bad run says about its region: 1 for a diverged run (a loss wall), ``failed_weight``
+    #: for a failed one (a divergence or a crash unrelated to the configuration: one failure is not proof);
+    #: None: 1 for every one
+    bad_weight: np.ndarray | None = None
 
     @property
     def empty(self) -> bool:
@@ -92,7 +97,8 @@ class TargetEvidence:
         if not len(units):
             return self
         return TargetEvidence(units=np.concatenate([self.units, np.stack(list(units))]), y=np.concatenate([self.y, y]),
-                              mu=np.concatenate([self.mu, mu]), bad_units=self.bad_units, upward=self.upward)
+                              mu=np.concatenate([self.mu, mu]), bad_units=self.bad_units, upward=self.upward,
+                              bad_weight=self.bad_weight)
 
 
 def diverged_mask(y: np.ndarray, ref: float | None = None, scale: float | None = None) -> np.ndarray:
@@ -176,23 +182,32 @@ def thin(ev: TargetEvidence) -> TargetEvidence:
     best = np.argsort(ev.y, kind="stable")[: m_max // 2]
     rest = np.setdiff1d(np.arange(m), best)
     keep = np.sort(np.concatenate([best, rest[-(m_max - len(best)):]]))
-    return TargetEvidence(units=ev.units[keep], y=ev.y[keep], mu=ev.mu[keep], bad_units=ev.bad_units, upward=ev.upward)
+    return TargetEvidence(units=ev.units[keep], y=ev.y[keep], mu=ev.mu[keep], bad_units=ev.bad_units, upward=ev.upward,
+                          bad_weight=ev.bad_weight)
 
 
 def failure_prob(units: np.ndarray, ev: TargetEvidence) -> np.ndarray:
-    """Chance that a candidate fails, from its distance to the nearest failed or diverged target run."""
+    """Chance that a candidate fails, from its distance to the failed or diverged target runs.
+
+    Each bad run ``i`` makes a candidate at distance ``d`` fail with chance ``w_i exp(-d^2 / 2 r^2)`` (``w_i``
+    its :attr:`TargetEvidence.bad_weight`), independently: a diverged run closes its region, a single failed
+    one (which may have been a crash) only halves its appeal, and failures that repeat close it."""
     if len(ev.bad_units) == 0:
         return np.zeros(len(units))
     up = ev.upward
     if up is None or not up.any():
-        d2 = mean_sqdist(units, ev.bad_units).min(axis=1)
+        d2 = mean_sqdist(units, ev.bad_units)
     else:  # along the upward axes only a lower value is a distance (higher is as bad)
         rest = ~up
-        d2 = mean_sqdist(units[:, rest], ev.bad_units[:, rest]) * (rest.sum() / len(up)) if rest.any() else 0.0
+        d2 = (mean_sqdist(units[:, rest], ev.bad_units[:, rest]) * (rest.sum() / len(up)) if rest.any()
+              else np.zeros((len(units), len(ev.bad_units))))
         d2 = d2 / ADAPT_SPEC["upward_reach"] ** 2  # an lr wall holds across the other parameters' nearby values
         below = np.maximum(ev.bad_units[None, :, up] - units[:, None, up], 0.0)
-        d2 = (d2 + (below**2).sum(-1) / len(up)).min(axis=1)
-    return np.exp(-d2 / (2 * ADAPT_SPEC["fail_radius"] ** 2))  # type: ignore[no-any-return]
+        d2 = d2 + (below**2).sum(-1) / len(up)
+    p = np.exp(-d2 / (2 * ADAPT_SPEC["fail_radius"] ** 2))
+    if ev.bad_weight is not None:
+        p = p * ev.bad_weight[None, :]
+    return 1.0 - np.prod(1.0 - p, axis=1)  # type: ignore[no-any-return]
 
 
 def _ei(mu: np.ndarray, sigma: np.ndarray, best: float) -> np.ndarray:
@@ -257,4 +272,6 @@ def evidence(units: np.ndarray, y: np.ndarray, mu: np.ndarray, failed_units: Seq
     bad = [units[div]] + ([np.stack(list(failed_units))] if len(failed_units) else [])
     W = units.shape[1] if units.ndim == 2 else 0
     bad_units = np.concatenate(bad) if any(len(b) for b in bad) else np.zeros((0, W))
-    return TargetEvidence(units=units[~div], y=y[~div], mu=mu[~div], bad_units=bad_units, upward=upward)
+    weight = np.concatenate([np.ones(int(div.sum())), np.full(len(failed_units), ADAPT_SPEC["failed_weight"])])
+    return TargetEvidence(units=units[~div], y=y[~div], mu=mu[~div], bad_units=bad_units, upward=upward,
+                          bad_weight=weight)

@@ -477,21 +477,35 @@ def make_method(name: str) -> _Proposer:
 
 
 # --------------------------------------------------------------------------------------------- episodes
-def run_episode(task: UserTask, method: str, seed: int, *, k: int = 10, q: int = 1) -> dict[str, Any]:
-    """One episode: ``k`` target runs, ``q`` proposals at a time; returns its record."""
+#: the crash scenario: the first target run and this share of the later ones crash whatever their configuration
+CRASH_RATE = 0.15
+
+
+def run_episode(task: UserTask, method: str, seed: int, *, k: int = 10, q: int = 1, crash: bool = False) -> dict[str, Any]:
+    """One episode: ``k`` target runs, ``q`` proposals at a time; returns its record.
+
+    ``crash``: infrastructure failures (a lost node, an out-of-memory kill) unrelated to the configuration:
+    the first target run and ``CRASH_RATE`` of the later ones fail (reported as failed runs) whatever they
+    are, and a crashed run scores as no run. A method should retry near a crashed run, not retreat from it
+    as from a divergence wall."""
     history = cheap_history(task, seed)
     m = make_method(method)
     m.start(task, history, seed)
     obs_rng = np.random.default_rng([SEED_BASE + task.seed, 13, seed])
+    crash_rng = np.random.default_rng([SEED_BASE + task.seed, 17, seed])
     steps: list[Step] = []
     t0 = time.perf_counter()
     while len(steps) < k:
-        batch = [Step(params, task.observe(params, task.target, obs_rng), task.true(params), mu, sigma, fb)
-                 for params, mu, sigma, fb in m.ask(min(q, k - len(steps)), [])]
+        batch: list[Step] = []
+        for params, mu, sigma, fb in m.ask(min(q, k - len(steps)), []):
+            observed, true = task.observe(params, task.target, obs_rng), task.true(params)
+            if crash and (not steps and not batch or crash_rng.random() < CRASH_RATE):
+                observed = true = math.nan
+            batch.append(Step(params, observed, true, mu, sigma, fb))
         steps += batch
         for s in batch:  # the whole batch ran in parallel: its outcomes arrive together
             m.tell(s.params, s.observed)
-    return _record(task, method, seed, q, steps, time.perf_counter() - t0)
+    return {**_record(task, method, seed, q, steps, time.perf_counter() - t0), "crash": crash}
 
 
 def _bad(v: float) -> bool:
@@ -526,15 +540,22 @@ def _record(task: UserTask, method: str, seed: int, q: int, steps: list[Step], w
             "fallbacks": sum(s.fallback for s in steps), "wall_s": round(wall, 3)}
 
 
+#: methods run in the crash scenario as well (``run_suite(crashes=...)``)
+CRASH_METHODS = ("agent", "agent-noadapt", "classical", "tpe-warm")
+
+
 def run_suite(seeds: int, methods: Sequence[str], families: Sequence[str], *, progress: bool = True,
-              parallel: Sequence[str] = ("agent",), seed_start: int = 0) -> list[dict[str, Any]]:
-    """Every (family, task seed, method) episode, sequential; plus q = 4 episodes of ``parallel`` methods.
+              parallel: Sequence[str] = ("agent",), seed_start: int = 0,
+              crashes: Sequence[str] = CRASH_METHODS) -> list[dict[str, Any]]:
+    """Every (family, task seed, method) episode, sequential; plus q = 4 episodes of ``parallel`` methods and
+    crash-scenario episodes (:func:`run_episode` ``crash=True``) of ``crashes`` methods.
 
     Task seeds are ``seed_start .. seed_start + seeds - 1`` (the report uses 0-19; constants are chosen on
     100 and up)."""
     span = range(seed_start, seed_start + seeds)
-    jobs = [(f, s, m, 1) for f in families for s in span for m in methods]
-    jobs += [(f, s, m, 4) for f in families for s in span for m in parallel if m in methods]
+    jobs = [(f, s, m, 1, False) for f in families for s in span for m in methods]
+    jobs += [(f, s, m, 4, False) for f in families for s in span for m in parallel if m in methods]
+    jobs += [(f, s, m, 1, True) for f in families for s in span for m in crashes if m in methods]
     bar: Any = None
     if progress:
         from tqdm import tqdm
@@ -542,10 +563,10 @@ def run_suite(seeds: int, methods: Sequence[str], families: Sequence[str], *, pr
         bar = tqdm(total=len(jobs), desc="user-objective suite", unit="episode")
     tasks: dict[tuple[str, int], UserTask] = {}
     out = []
-    for f, s, m, q in jobs:
+    for f, s, m, q, crash in jobs:
         if (f, s) not in tasks:
             tasks[(f, s)] = make_task(f, s)
-        out.append(run_episode(tasks[(f, s)], m, s, q=q, k=8 if q > 1 else 10))
+        out.append(run_episode(tasks[(f, s)], m, s, q=q, k=8 if q > 1 else 10, crash=crash))
         if bar is not None:
             bar.update(1)
     if bar is not None:
@@ -563,7 +584,7 @@ def _fmt_gap(x: float) -> str:
 
 
 def report(rows: Sequence[Mapping[str, Any]], *, command: str, elapsed: float) -> str:
-    seq = [r for r in rows if r["q"] == 1]
+    seq = [r for r in rows if r["q"] == 1 and not r.get("crash")]
     families = [f for f in FAMILIES if any(r["family"] == f for r in seq)]
     methods = [m for m in METHODS if any(r["method"] == m for r in seq)]
     seeds = len({r["seed"] for r in seq})
@@ -601,6 +622,24 @@ def report(rows: Sequence[Mapping[str, Any]], *, command: str, elapsed: float) -
                 s = [r["regret_k8"] for r in seq if r["method"] == m and r["family"] == f]
                 if p and s:
                     lines.append(f"| {m} | {f} | {_med(s):.4f} | {_med(p):.4f} |")
+        lines.append("")
+    crashed = [r for r in rows if r.get("crash")]
+    if crashed:
+        lines += [f"## Crashes: the first target run and {100 * CRASH_RATE:.0f}% of the later ones fail whatever "
+                  "their configuration", "",
+                  "Median gap as above (a crashed run is no run). \"near-failure\": share of proposals within the "
+                  "failure radius of an earlier failed run; after a crash, retrying near it is right.", "",
+                  "| method | family | " + " | ".join(f"k={k}" for k in KS if k > 1) + " | near-failure |",
+                  "|---|---|" + "---:|" * (len([k for k in KS if k > 1]) + 1)]
+        for m in [m for m in METHODS if any(r["method"] == m for r in crashed)]:
+            for scope, fams in [("all", families)] + [(f, [f]) for f in families]:
+                rm = [r for r in crashed if r["method"] == m and r["family"] in fams]
+                if not rm:
+                    continue
+                gaps = [_fmt_gap(_med([r[f"gap_k{k}"] for r in rm])) for k in KS if k > 1]
+                n_steps = sum(r["n_steps"] - 1 for r in rm)
+                lines.append(f"| {m} | {scope} | " + " | ".join(gaps)
+                             + f" | {100 * sum(r['near_fail'] for r in rm) / max(n_steps, 1):.1f}% |")
         lines.append("")
     return "\n".join(lines)
 
