@@ -243,14 +243,17 @@ class AskTell:
             out.append(s)
         return out
 
-    def tell(self, id: int | str, value: float | None = None, *, state: TrialState = "complete", cost: float | None = None) -> Trial:
-        """Report the outcome of a suggestion.
+    def tell(self, id: int | str | Suggestion, value: float | None = None, *, state: TrialState = "complete",
+             cost: float | None = None) -> Trial:
+        """Report the outcome of a suggestion: its ``id``, or the :class:`Suggestion` :meth:`ask` returned.
 
         A ``complete`` state with a NaN or infinite value is recorded as ``failed`` (with a warning).
 
         Raises:
             InvalidTrialError: if ``id`` is not a pending suggestion, or a complete state has no value.
         """
+        if isinstance(id, Suggestion):  # as Optuna's study.tell takes the trial itself
+            id = id.id
         idx = next((i for i, t in enumerate(self._history.trials) if str(t.id) == str(id)), None)
         if idx is None:
             raise InvalidTrialError(f"no suggestion with id {id!r}; ids come from ask()")

@@ -18,7 +18,7 @@ from optuna.distributions import FloatDistribution
 from optuna.trial import TrialState, create_trial
 
 from autollm_sampler.cli import main
-from autollm_sampler.exceptions import InvalidSpaceError
+from autollm_sampler.exceptions import InvalidSpaceError, InvalidTrialError
 from autollm_sampler.history import History
 from autollm_sampler.integrations.asktell import AskTell
 from autollm_sampler.integrations.optuna import AutoLLMSampler, add_history
@@ -147,3 +147,18 @@ def test_suggest_help_documents_mixture_columns_and_the_nan_rule(capsys: pytest.
     out = " ".join(capsys.readouterr().out.split())
     assert "a mixture one column per component, param:NAME.COMPONENT" in out
     assert "A NaN or infinite value records the run as failed" in out
+
+
+def test_asktell_tell_takes_the_suggestion_itself(caplog: pytest.LogCaptureFixture) -> None:
+    """``at.tell(s, value)`` with what ask() returned (as ``study.tell(trial, value)``) used to say "no suggestion
+    with id Suggestion(...)"; a NaN told this way is a failed run too."""
+    from autollm_sampler.space import FloatParam
+
+    at = AskTell(space=SearchSpace(params={"lr": FloatParam(low=1e-4, high=1e-1, log=True)}), agent="classical", seed=0)
+    first, second = at.ask(), at.ask()
+    assert at.tell(first, 2.5).value == 2.5
+    with caplog.at_level("WARNING"):
+        assert at.tell(second, float("nan")).state == "failed"
+    assert [(t.state, t.value) for t in at.history.trials] == [("complete", 2.5), ("failed", None)]
+    with pytest.raises(InvalidTrialError, match="already told"):
+        at.tell(first, 1.0)
