@@ -7,7 +7,7 @@ AutoLLMSampler's time is spent inside the agent's ``propose``; the rest is the s
 writing its proposal, plus Optuna's own ask/tell, which TPE pays too), under two
 conditions: ``alone`` (nothing else started by the benchmark) and ``beside a busy process`` (a CPU-bound
 Python process runs for the whole measurement, as a training job or another worker would). ``--conditions
-alone`` runs one. The measurement itself lives in :func:`autollm_sampler.integrations.optuna.measure_overhead`.
+alone`` runs one; ``--storage sqlite`` keeps each study in a SQLite file. The measurement itself lives in :func:`autollm_sampler.integrations.optuna.measure_overhead`.
 """
 
 from __future__ import annotations
@@ -32,6 +32,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--conditions", nargs="+", choices=list(CONDITIONS), default=list(CONDITIONS),
                         help="alone, busy (a CPU-bound process beside the measurement), or both (default)")
+    parser.add_argument("--storage", choices=["memory", "sqlite"], default="memory",
+                        help="where the studies live: in memory (default) or a SQLite file per study")
     args = parser.parse_args(argv)
     from autollm_sampler.integrations.optuna import measure_overhead
 
@@ -50,7 +52,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         with (_busy_process() if cond == "busy" else _nothing()):
             rows = measure_overhead(args.sizes, n_measured=args.measured, seed=args.seed, agent=args.agent,
-                                    progress=report)
+                                    progress=report, storage=args.storage)
         agent = rows[0].get("agent", args.agent) if rows else args.agent
         for r in rows:
             print(f"{CONDITIONS[cond]:>22} | {int(r['n_completed']):>16} | {r['autollm_ms']:>23.2f} | "

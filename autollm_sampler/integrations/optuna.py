@@ -648,13 +648,16 @@ def measure_overhead(
     seed: int = 0,
     agent: AgentSpec = "classical",
     progress: Callable[[str], None] | None = None,
+    storage: str = "memory",
 ) -> list[dict[str, Any]]:
     """Per-trial sampler overhead of :class:`AutoLLMSampler` and ``TPESampler`` side by side.
 
     For each history size, both samplers get the same study content: ``n`` completed trials on a
     three-parameter space (log float, int, categorical), half of them at a cheaper fidelity. Then
     ``n_measured`` ask/tell rounds are timed with a constant objective, after one untimed warm-up round,
-    so the time is the sampler's (plus the in-memory storage, the same for both).
+    so the time is the sampler's (plus the storage's, the same for both). ``storage="sqlite"`` puts each
+    study in a fresh SQLite file in a temporary folder (every write there is a transaction that waits for
+    the disk), instead of in memory.
 
     Returns:
         one row per size: ``n_completed``, ``autollm_ms``, ``tpe_ms`` (mean per trial), ``ratio``,
@@ -701,7 +704,15 @@ def measure_overhead(
         agent_obj.propose = timed_propose  # this benchmark's own sampler only: an instance attribute
         try:
             for label, sampler in samplers.items():
-                study = optuna.create_study(sampler=sampler)
+                url = None
+                if storage == "sqlite":
+                    import tempfile
+
+                    folder = tempfile.mkdtemp(prefix="autollm-overhead-")
+                    url = f"sqlite:///{folder}/{label}-{n}.db"
+                elif storage != "memory":
+                    raise ValueError(f"storage={storage!r}: use 'memory' or 'sqlite'")
+                study = optuna.create_study(sampler=sampler, storage=url)
                 study.add_trials(history)
 
                 _round_trip(study)  # warm-up (lazy imports, model load), not timed
