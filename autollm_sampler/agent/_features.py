@@ -405,8 +405,13 @@ def mean_sqdist(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Mean squared coordinate distance between every row of ``a`` and of ``b`` (``[len(a), len(b)]``), by
     ``|a|^2 + |b|^2 - 2 a.b`` (one matrix product, not an ``A x B x W`` array), never below 0."""
     w = max(a.shape[1], 1)
-    d = (a * a).sum(1)[:, None] + (b * b).sum(1)[None, :] - 2 * a @ b.T
-    return np.maximum(d, 0.0) / w  # type: ignore[no-any-return]
+    d = a @ b.T  # the one [len(a), len(b)] array; the rest is done in place (large temporaries cost page faults)
+    d *= -2.0
+    d += np.einsum("ij,ij->i", a, a)[:, None]
+    d += np.einsum("ij,ij->i", b, b)[None, :]
+    np.maximum(d, 0.0, out=d)
+    d /= w
+    return d
 
 
 def with_queries(base: Encoded, queries: np.ndarray) -> Encoded:
@@ -423,9 +428,9 @@ def with_queries(base: Encoded, queries: np.ndarray) -> Encoded:
         if n_target:
             tu = base.tried_units
             dt = mean_sqdist(qu, tu).min(axis=1)
-            for i in np.flatnonzero(dt < 1e-9):  # a query on a tried point is exactly 0 (the product rounds)
-                if np.any(np.all(tu == qu[i], axis=1)):
-                    dt[i] = 0.0
+            close = np.flatnonzero(dt < 1e-9)  # a query on a tried point is exactly 0 (the product rounds)
+            if len(close):
+                dt[close[(tu[None, :, :] == qu[close][:, None, :]).all(axis=2).any(axis=1)]] = 0.0
         else:
             dt = np.ones(Q)
         q_scal[:, _S["is_query"]] = 1.0
