@@ -100,7 +100,8 @@ class AskTell:
         fidelity_levels: enables the cost-aware mode (``[{axis: value, ..., "cost": c}, ...]``, target included):
             :meth:`ask` then also picks the fidelity within ``budget``.
         budget: the cost-aware budget; default five target runs.
-        low_fidelity_share: share of the budget reserved for cheaper levels.
+        low_fidelity_share: at most this share of the budget goes to cheaper levels; the rest is kept for
+            whole target runs (cost-aware mode, :class:`~autollm_sampler.budget.BudgetRule`).
     """
 
     def __init__(

@@ -199,7 +199,8 @@ class AutoLLMSampler(BaseSampler):
         fidelity_levels: enables the cost-aware mode: ``[{axis: value, ..., "cost": c, "name": opt}, ...]``,
             which must include the target.
         budget: the cost-aware budget, in level-cost units; default five target runs.
-        low_fidelity_share: share of the budget reserved for levels below the target (cost-aware mode).
+        low_fidelity_share: at most this share of the budget goes to cheaper levels; the rest is kept for
+            whole target runs (cost-aware mode, :class:`~autollm_sampler.budget.BudgetRule`).
 
     Raises:
         ValueError: on inconsistent arguments (the message names both and the fix).

@@ -291,7 +291,8 @@ class AutoLLMSearcher(Searcher):
             (read with :meth:`History.load`), or trial dicts ``{"params", "fidelity", "value", "state"}``.
         fidelity_levels: enables the cost-aware mode (``[{axis: value, ..., "cost": c}, ...]``, target included).
         budget: the cost-aware budget; default five target runs.
-        low_fidelity_share: share of the budget reserved for cheaper levels.
+        low_fidelity_share: at most this share of the budget goes to cheaper levels; the rest is kept for
+            whole target runs (cost-aware mode, :class:`~autollm_sampler.budget.BudgetRule`).
         agent: an :class:`~autollm_sampler.agent.Agent`, ``"default"`` (falls back to ``"classical"`` with a
             warning when the shipped model cannot be loaded), ``"classical"`` or a checkpoint path.
         seed: makes the suggestions reproducible.
