@@ -98,16 +98,21 @@ def write_attrs(
 
 def claim(
     study: Study, trial: FrozenTrial, params: Mapping[str, Any], read_at: float, attempt: int,
-    user: Mapping[str, Any] | None = None, system: Mapping[str, Any] | None = None,
 ) -> float:
     """Write ``params`` as ``trial``'s claim: the proposal first (its own write, so that other workers see it
-    as soon as possible), then, in one more write, the time the first write completed (returned), when the
-    study was read, the attempt's number, and the ``user`` and ``system`` attributes that go with the proposal."""
-    study._storage.set_trial_system_attr(trial._trial_id, _PROPOSAL, params)
+    as soon as possible), then the time that write completed (returned); :func:`settle` writes the rest."""
+    storage = study._storage
+    storage.set_trial_system_attr(trial._trial_id, _PROPOSAL, params)
     proposed_at = time.time()
-    meta = {**(system or {}), _PROPOSED_AT: proposed_at, _READ_AT: read_at, _ATTEMPTS: attempt + 1}
-    write_attrs(study, trial, user=user, system=meta)
+    storage.set_trial_system_attr(trial._trial_id, _PROPOSED_AT, proposed_at)
     return proposed_at
+
+
+def settle(study: Study, trial: FrozenTrial, read_at: float, attempt: int, user: Mapping[str, Any],
+           system: Mapping[str, Any]) -> None:
+    """Write, in one more write once the claim is kept, when the study was read, the attempt's number, and
+    the ``user`` and ``system`` attributes that go with the proposal."""
+    write_attrs(study, trial, user=user, system={**system, _READ_AT: read_at, _ATTEMPTS: attempt + 1})
 
 
 def _claimed_params(t: FrozenTrial) -> dict[str, Any]:
