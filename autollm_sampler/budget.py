@@ -10,8 +10,7 @@ The rule:
 * **Target reserve.** At least ``1 - low_fidelity_share`` of the budget (default 60%) is kept for target
   runs, in whole runs; what rounding leaves over goes to the cheaper levels (the *cheap pool*).
 * **Cheap levels, cheapest first.** Each level cheaper than the target may spend at most ``level_share`` of
-  the budget (default 25%; never less than an even split of the cheap pool, so a single cheap level may use
-  the whole pool) and at most its part of the cheap pool: what the cheaper levels left of the pool,
+  the budget (default 25%) and at most its part of the cheap pool: what the cheaper levels left of the pool,
   split evenly over the cheap levels not yet passed. So a level that finished early passes its savings on.
 * **Stagnation.** A cheap level is finished once it stagnates: after at least ``min_runs`` finished runs,
   its best value did not improve by more than ``min_improvement`` times the gap between its median and best
@@ -147,9 +146,6 @@ class BudgetRule:
         cheap = [i for i, c in enumerate(self.costs) if i != self.target_index and c < tc]
         #: the cheaper levels, cheapest first: the order of the climb
         self.cheap_order = sorted(cheap, key=lambda i: (self.costs[i], i))
-        #: the most any one cheap level may spend: ``level_share`` of the budget, or an even split of the cheap
-        #: pool when that is more (one cheap level may use the whole pool)
-        self.level_cap = max(self.level_share * self.budget, self.cheap_pool / max(len(self.cheap_order), 1))
 
     # ------------------------------------------------------------------ pieces
     @property
@@ -209,7 +205,7 @@ class BudgetRule:
             name, cost = self.names[i], self.costs[i]
             spent_i = float(spent_by_level.get(i, 0.0))
             runs_i = len(values_by_level.get(i, ()))
-            share = min(self.level_cap, max(0.0, pool_left) / (n_cheap - pos))
+            share = min(self.level_share * self.budget, max(0.0, pool_left) / (n_cheap - pos))
             pool_left -= spent_i
             above = [j for j in started if j != i and self.costs[j] > cost]
             if i in closed:
@@ -286,7 +282,7 @@ def pick_ladder(
         for i in rest:
             trial = [*picked, i]
             r = BudgetRule([float(costs[j]) for j in trial] + [tc], len(trial), budget, **rule)  # type: ignore[arg-type]
-            pool_share = min(r.level_cap, r.cheap_pool / len(trial))
+            pool_share = min(r.level_share * r.budget, r.cheap_pool / len(trial))
             if float(costs[i]) * (min_runs if picked else 1) <= pool_share * (1 + 1e-9):
                 fits.append(i)
         if not fits:
