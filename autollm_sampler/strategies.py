@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from autollm_sampler.candidates import CandidateIndex, nearest_each
 from autollm_sampler.history import History, Trial, fidelity_key
 from autollm_sampler.space import CategoricalParam, FloatParam, IntParam, SearchSpace, project_unit
 
@@ -57,17 +58,9 @@ def nearest_cell(history: History, target: Mapping[str, float]) -> list[Trial] |
 def snap_to_candidates(
     points: np.ndarray, cand_unit: np.ndarray, exclude: set[int]
 ) -> list[int]:
-    """For each unit-cube point, the nearest candidate row not yet excluded (greedy, no repeats)."""
-    out: list[int] = []
-    taken = set(exclude)
-    for p in np.atleast_2d(points):
-        d = np.sum((cand_unit - p) ** 2, axis=1)
-        for i in np.argsort(d, kind="stable"):
-            if int(i) not in taken:
-                out.append(int(i))
-                taken.add(int(i))
-                break
-    return out
+    """For each unit-cube point, the nearest candidate row not yet excluded (greedy, no repeats):
+    :func:`autollm_sampler.candidates.nearest_each`."""
+    return nearest_each(cand_unit, points, exclude)
 
 
 def random_proposals(
@@ -153,15 +146,16 @@ def transfer_proposals(
     candidates: Sequence[Mapping[str, Any]] | None = None,
     exclude: Iterable[tuple[Any, ...]] = (),
     source_space: SearchSpace | None = None,
-    candidate_units: np.ndarray | None = None,
-    candidate_keys: Sequence[tuple[Any, ...]] | None = None,
+    index: CandidateIndex | None = None,
 ) -> list[dict[str, Any]]:
     """Best configurations of the nearest cheaper cell, carried into ``space``, best first.
 
     With no usable cheap evidence this degrades to the best target trials' neighbours, then random.
-    ``candidate_units`` (``space.to_unit_many(candidates)``) and ``candidate_keys`` (their config keys) may be
-    passed precomputed by a caller that proposes repeatedly over the same candidates.
+    ``index`` (a :class:`~autollm_sampler.candidates.CandidateIndex` of ``candidates``) may be passed by a caller
+    that proposes repeatedly over the same candidates; ``candidates`` may then be left out.
     """
+    if candidates is None and index is not None:
+        candidates = index.candidates
     sign = space.sign
     excluded = set(exclude)
     src = nearest_cell(history, target) or [t for t in history.completed() if fidelity_key(t.fidelity) == fidelity_key(target)]
@@ -173,19 +167,17 @@ def transfer_proposals(
         # Each point takes its own nearest free row, so the n best source trials give the n proposals;
         # projecting the rest (thousands of trials in wide spaces) would change nothing.
         points = np.stack([project_unit(t.params, source_space, space) for t in ranked[: max(n, 1)]])
-        cand_unit = candidate_units if candidate_units is not None else space.to_unit_many(candidates)
-        keys = candidate_keys if candidate_keys is not None else [space.config_key(c) for c in candidates]
-        ex_idx = {i for i, k in enumerate(keys) if k in excluded}
-        rows = snap_to_candidates(points, cand_unit, ex_idx)
+        idx = index if index is not None else CandidateIndex(space, candidates)
+        ex_idx = idx.rows_with_keys(excluded)
+        rows = idx.nearest_each(points, ex_idx)
         # then neighbours of the best transferred point, nearest first
         if len(rows) < n:
-            d = np.sum((cand_unit - points[0]) ** 2, axis=1)
-            for i in np.argsort(d, kind="stable"):
+            for i in idx.order(points[0]):
                 if int(i) not in ex_idx and int(i) not in rows:
                     rows.append(int(i))
                 if len(rows) >= n:
                     break
-        return [dict(candidates[i]) for i in rows[:n]]
+        return [dict(idx.candidates[i]) for i in rows[:n]]
     points = np.stack([project_unit(t.params, source_space, space) for t in ranked])
     for p in points:
         c = space.from_unit(p)

@@ -75,3 +75,9 @@ def test_the_budget_rule_is_core() -> None:
     mods = _imports(PKG / "budget.py")
     offenders = sorted(m for m in mods if m.startswith("autollm_sampler") or _uses({m}, "optuna") or _uses({m}, "ray"))
     assert not offenders, f"budget.py must stay in the core layer: {offenders}"
+
+
+def test_the_candidate_index_is_core() -> None:
+    """candidates.py is the one candidate index of the gym, the benchmark, the strategies and the agents."""
+    mods = {m for m in _imports(PKG / "candidates.py") if m.startswith("autollm_sampler")}
+    assert mods <= {"autollm_sampler.space"}, f"candidates.py must stay in the core layer: {sorted(mods)}"

@@ -50,11 +50,12 @@ import yaml
 from autollm_sampler.agent._llm import (
     LLMAgentSettings,
     TextLLMAgent,
-    _CandidateIndex,
     chat_text,
+    nearest_untaken,
     write_llm_checkpoint,
 )
 from autollm_sampler.agent._text import PromptSettings, render_answer, render_prompt
+from autollm_sampler.candidates import CandidateIndex
 from autollm_sampler.exceptions import ConfigError
 from autollm_sampler.gym import Observation
 from training.config import PipelineConfig, _build, parse_stages
@@ -411,9 +412,9 @@ class TextRLPolicy:
         cands = [obs.candidates[i] for i in obs.untried()]
         hint, ids = self.agent.read(obs.history, space, obs.target.fidelity)
         if ids is None:  # too long for the model (counted in stats.too_long): act on the hint, leave it out of the loss
-            return dict(_CandidateIndex(space, cands).nearest(hint, set())), _TextRecord([], [], skip=True)
+            return dict(nearest_untaken(CandidateIndex(space, cands), hint, set())), _TextRecord([], [], skip=True)
         ans, _, parsed = self.agent.answer(ids, space, hint, n=1, temperature=temperature, seed=int(rng.integers(1 << 31)))[0]
-        action = _CandidateIndex(space, cands).nearest(parsed.params, set())
+        action = nearest_untaken(CandidateIndex(space, cands), parsed.params, set())
         return dict(action), _TextRecord(ids, ans or [self.tokenizer.eos_token_id])
 
     def _logits(self, records: Sequence[_TextRecord]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

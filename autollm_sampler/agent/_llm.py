@@ -45,6 +45,7 @@ from autollm_sampler.agent._text import (
     parse_action,
     render_prompt,
 )
+from autollm_sampler.candidates import CandidateIndex
 from autollm_sampler.exceptions import CheckpointError
 from autollm_sampler.history import History
 from autollm_sampler.space import SearchSpace
@@ -442,7 +443,7 @@ class TextLLMAgent(Agent):
         if ids is None:
             return self.fall_back("unreadable", "the text-LLM agent cannot read this history (prompt too long)",
                                   history, space, target, n, rng, candidates, pending)
-        cand = _CandidateIndex(space, candidates) if candidates else None
+        cand = CandidateIndex(space, candidates) if candidates else None
         out: list[Proposal] = []
         taken = tried_keys(history, space, target, pending)
         tries = 0
@@ -452,7 +453,7 @@ class TextLLMAgent(Agent):
             temp = 0.0 if greedy else max(self.settings.temperature, 0.7)
             for _, text, parsed in self.answer(ids, space, hint, n=1 if greedy else n - len(out), temperature=temp,
                                                seed=int(rng.integers(1 << 31))):
-                params = cand.nearest(parsed.params, taken) if cand is not None else parsed.params
+                params = nearest_untaken(cand, parsed.params, taken) if cand is not None else parsed.params
                 key = space.config_key(params)
                 if key in taken or len(out) >= n:
                     continue
@@ -473,18 +474,8 @@ class TextLLMAgent(Agent):
                         extras={"parse_level": parsed.level, "repairs": parsed.repairs, "answer": text})
 
 
-class _CandidateIndex:
-    """Nearest allowed configuration (in the unit cube) to a parsed one."""
-
-    def __init__(self, space: SearchSpace, candidates: Sequence[Mapping[str, Any]]) -> None:
-        self.space = space
-        self.configs = [dict(c) for c in candidates]
-        self.units = np.stack([space.to_unit(c) for c in self.configs])
-        self.keys = [space.config_key(c) for c in self.configs]
-
-    def nearest(self, params: Mapping[str, Any], taken: set[Any]) -> dict[str, Any]:
-        d = np.sum((self.units - self.space.to_unit(params)) ** 2, axis=1)
-        for i in np.argsort(d, kind="stable"):
-            if self.keys[i] not in taken:
-                return self.configs[int(i)]
-        return self.configs[int(np.argmin(d))]
+def nearest_untaken(index: CandidateIndex, params: Mapping[str, Any], taken: set[Any]) -> dict[str, Any]:
+    """The candidate nearest to a parsed configuration (in the unit cube) whose config key is not in ``taken``
+    (the nearest overall when all are taken)."""
+    point = index.space.to_unit(params)
+    return index.configs[index.nearest(point, exclude=index.rows_with_keys(taken) if taken else frozenset())]

@@ -59,6 +59,7 @@ from autollm_sampler.agent._features import (
 )
 from autollm_sampler.agent._numpy_net import NumpyEnsembleNet, NumpyPolicyNet
 from autollm_sampler.agent._rationale import explain_choice, model_rationale  # noqa: F401  (explain_choice: re-exported)
+from autollm_sampler.candidates import CandidateIndex
 from autollm_sampler.exceptions import CheckpointError
 from autollm_sampler.history import History, Trial, fidelity_key
 from autollm_sampler.space import SearchSpace
@@ -461,8 +462,9 @@ class TransformerAgent(Agent):
         configs: list[dict[str, Any]] | None
         if candidates is not None and len(candidates) > 0:
             exclude = tried_keys(history, space, target, pending)
-            configs, units, keys = self._candidate_table(space, candidates)
-            untried = [i for i, k in enumerate(keys) if k not in exclude]
+            index = self._candidate_index(space, candidates)
+            configs, units = index.configs, index.unit
+            untried = [i for i, k in enumerate(index.keys) if k not in exclude]
         else:  # generated candidates: compared with the tried configurations in the unit cube, no dicts
             configs = None
             units = self.candidates(base, space, history, rng)
@@ -583,18 +585,12 @@ class TransformerAgent(Agent):
             sd_j = correct(sign * value, std, units, ev_j)[1]
         return sign * mu_c, sd_c, order
 
-    def _candidate_table(
-        self, space: SearchSpace, candidates: Sequence[Mapping[str, Any]]
-    ) -> tuple[list[dict[str, Any]], np.ndarray, list[tuple[Any, ...]]]:
-        """Configs, unit points and keys of a caller's candidate list, memoised per (list, space) object."""
-        memo = getattr(self, "_cand_memo", None)
-        if memo is not None and memo[0] is candidates and memo[1] is space and len(memo[2]) == len(candidates):
-            return memo[2], memo[3], memo[4]
-        configs = [dict(c) for c in candidates]
-        units = np.stack([space.to_unit(c) for c in configs])
-        keys = [space.config_key(c) for c in configs]
-        self._cand_memo = (candidates, space, configs, units, keys)
-        return configs, units, keys
+    def _candidate_index(self, space: SearchSpace, candidates: Sequence[Mapping[str, Any]]) -> CandidateIndex:
+        """The core index of a caller's candidate list, memoised per (list, space) object."""
+        memo: CandidateIndex | None = getattr(self, "_cand_memo", None)
+        if memo is None or memo.candidates is not candidates or memo.space is not space or len(memo) != len(candidates):
+            memo = self._cand_memo = CandidateIndex(space, candidates)
+        return memo
 
     def _select(self, score: np.ndarray, n: int, rng: np.random.Generator) -> list[int]:
         if self.temperature > 0:

@@ -5,6 +5,9 @@ table is evaluated as is; an off-table one is snapped to the nearest *untried* r
 an already-tried row is replaced by the nearest untried row and counted as a repeat (so no method wastes a
 target evaluation on a configuration whose outcome it already knows). In Setting B, rows that cost more
 than the budget left are treated like tried ones.
+
+Lookup and nearest-row search are the core :class:`~autollm_sampler.candidates.CandidateIndex` (the one the gym's
+cells and the agents use); this module adds the per-process cache and the benchmark's rules.
 """
 
 from __future__ import annotations
@@ -14,63 +17,10 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from autollm_sampler.space import SearchSpace, project_unit
+from autollm_sampler.candidates import CandidateIndex
+from autollm_sampler.space import SearchSpace
 
 __all__ = ["CandidateIndex", "candidate_index", "Resolution", "resolve_proposal"]
-
-
-class CandidateIndex:
-    """Exact lookup and nearest-row search over a list of configurations in one space.
-
-    Example:
-        >>> from autollm_sampler.space import SearchSpace
-        >>> space = SearchSpace.from_dict({"params": {"x": {"type": "categorical", "choices": [1, 2, 4]}}})
-        >>> idx = CandidateIndex(space, [{"x": 1}, {"x": 4}])
-        >>> idx.find({"x": 4}), idx.find({"x": 2}), idx.nearest({"x": 2}, exclude={0})
-        (1, None, 1)
-    """
-
-    def __init__(self, space: SearchSpace, candidates: Sequence[Mapping[str, Any]]) -> None:
-        if len(candidates) == 0:
-            raise ValueError("candidates is empty; a cell needs at least one row")
-        self.space = space
-        self.candidates = candidates
-        self.keys = [space.config_key(c) for c in candidates]
-        self._rows: dict[tuple[Any, ...], int] = {}
-        for i, k in enumerate(self.keys):
-            self._rows.setdefault(k, i)
-        self.unit = space.to_unit_many(candidates)
-
-    def __len__(self) -> int:
-        return len(self.candidates)
-
-    def find(self, params: Mapping[str, Any]) -> int | None:
-        """Row of an exact configuration, or ``None`` when it is not on the table."""
-        try:
-            return self._rows.get(self.space.config_key(params))
-        except (KeyError, TypeError, ValueError):
-            return None
-
-    def unit_of(self, params: Mapping[str, Any]) -> np.ndarray:
-        """Unit-cube position of any configuration (carried into this space when off the grid)."""
-        row = self.find(params)
-        if row is not None:
-            return np.asarray(self.unit[row])
-        return project_unit(params, None, self.space)
-
-    def order(self, point: np.ndarray) -> np.ndarray:
-        """Row indices sorted by squared distance to a unit-cube point (stable for ties)."""
-        d = np.sum((self.unit - np.asarray(point, dtype=float)) ** 2, axis=1)
-        return np.argsort(d, kind="stable")
-
-    def nearest(self, params: Mapping[str, Any] | np.ndarray, *, exclude: set[int] | frozenset[int] = frozenset()) -> int:
-        """The nearest row not in ``exclude`` (the nearest overall when every row is excluded)."""
-        point = params if isinstance(params, np.ndarray) else self.unit_of(params)
-        order = self.order(point)
-        for i in order:
-            if int(i) not in exclude:
-                return int(i)
-        return int(order[0])
 
 
 _CACHE: dict[tuple[str, str, int], CandidateIndex] = {}

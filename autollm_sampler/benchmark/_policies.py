@@ -88,8 +88,7 @@ def _transfer(obs: Observation, cell: str, rng: np.random.Generator, *, exclude_
     index = _index(obs, cell)
     exclude = {index.keys[i] for i in _tried_rows(obs, cell)} if exclude_tried else set()
     return transfer_proposals(obs.history, obs.spaces[cell], cell_info(obs, cell).fidelity, 1, rng,
-                              candidates=obs.candidates_by_cell[cell], exclude=exclude,
-                              candidate_units=index.unit, candidate_keys=index.keys)[0]
+                              candidates=obs.candidates_by_cell[cell], exclude=exclude, index=index)[0]
 
 
 def _affordable(obs: Observation, cell: str, *, untried: bool = False) -> bool:
@@ -223,7 +222,7 @@ class BudgetSchedule:
                 values.setdefault(i, []).append(float(t.value) if t.is_complete and t.value is not None else None)
         closed = [i for i, n in enumerate(names) if not _affordable(obs, n, untried=True)]
         direction: Direction = "maximize" if obs.direction == "maximize" else "minimize"
-        self.last = self.rule.choose(spent, values, direction, closed=closed)
+        self.last = self.rule.choose(spent, values, direction, closed=closed, dims=obs.space.width)
         return self.last
 
     def next_cell(self, obs: Observation) -> str:

@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 
+from autollm_sampler.candidates import CandidateIndex
 from autollm_sampler.gym._env import Observation
 from autollm_sampler.strategies import random_proposals, transfer_proposals
 
@@ -64,29 +65,27 @@ class TransferPolicy(Policy):
 
     def __init__(self, *, seed: int | None = None) -> None:
         super().__init__(seed=seed)
-        self._cand_cache: tuple[Any, np.ndarray, list[tuple[Any, ...]]] | None = None
+        self._cand_index: CandidateIndex | None = None
 
-    def _candidate_tables(self, obs: Observation) -> tuple[np.ndarray, list[tuple[Any, ...]]]:
-        """Unit-cube rows and config keys of the target candidates, computed once per candidate list."""
+    def _candidate_index(self, obs: Observation) -> CandidateIndex:
+        """The index of the target candidates, built once per candidate list."""
         cands = obs.candidates
-        if self._cand_cache is None or self._cand_cache[0] is not cands or len(self._cand_cache[2]) != len(cands):
-            self._cand_cache = (cands, obs.space.to_unit_many(cands), [obs.space.config_key(c) for c in cands])
-        return self._cand_cache[1], self._cand_cache[2]
+        idx = self._cand_index
+        if idx is None or idx.candidates is not cands or idx.space is not obs.space or len(idx) != len(cands):
+            idx = self._cand_index = CandidateIndex(obs.space, cands)
+        return idx
 
     def act(self, obs: Observation) -> dict[str, Any]:
         if obs.setting == "B":
             return self._act_b(obs)
-        units, keys = self._candidate_tables(obs)
         props = transfer_proposals(
             obs.history,
             obs.space,
             obs.target.fidelity,
             1,
             self._rng,
-            candidates=obs.candidates,
             exclude=self._tried_keys(obs),
-            candidate_units=units,
-            candidate_keys=keys,
+            index=self._candidate_index(obs),
         )
         return props[0]
 
@@ -96,17 +95,14 @@ class TransferPolicy(Policy):
         rows = obs.affordable(untried_only=True)
         if not rows:
             return _random_affordable(obs, self._rng)
-        units, keys = self._candidate_tables(obs)
         props = transfer_proposals(
             obs.history,
             obs.space,
             obs.target.fidelity,
             1,
             self._rng,
-            candidates=[obs.candidates[i] for i in rows],
             exclude=self._tried_keys(obs),
-            candidate_units=units[rows],
-            candidate_keys=[keys[i] for i in rows],
+            index=self._candidate_index(obs).subset(rows),
         )
         return {"params": props[0], "cell": obs.target.name}
 

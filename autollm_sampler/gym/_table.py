@@ -21,6 +21,7 @@ import numpy as np
 
 from autollm_sampler._io import parse_csv_value, parse_number, short_repr
 from autollm_sampler._strict import strict_default
+from autollm_sampler.candidates import CandidateIndex
 from autollm_sampler.exceptions import InvalidSpaceError
 from autollm_sampler.space import CategoricalParam, SearchSpace, SimplexParam, project_unit
 
@@ -58,7 +59,7 @@ class Cell:
     configs: list[dict[str, Any]]
     values: np.ndarray
     costs: np.ndarray
-    _index: dict[tuple[Any, ...], int] = field(default_factory=dict, repr=False)
+    _index: CandidateIndex = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         self.values = np.asarray(self.values, dtype=float)
@@ -69,9 +70,7 @@ class Cell:
             raise ValueError(f"cell {self.name!r} has no rows")
         if not np.all(np.isfinite(self.values)):
             raise ValueError(f"cell {self.name!r} has non-finite outcomes")
-        self._index = {}
-        for i, c in enumerate(self.configs):
-            self._index.setdefault(self.space.config_key(c), i)
+        self._index = CandidateIndex(self.space, self.configs)
 
     def __len__(self) -> int:
         return len(self.configs)
@@ -85,10 +84,15 @@ class Cell:
         """The typical (mean) cost of one run in this cell."""
         return float(np.mean(self.costs))
 
-    @cached_property
+    @property
     def unit(self) -> np.ndarray:
         """Every row's configuration in the unit cube, shape ``(rows, width)``."""
-        return self.space.to_unit_many(self.configs)
+        return self._index.unit
+
+    @property
+    def index(self) -> CandidateIndex:
+        """The cell's rows as a :class:`~autollm_sampler.candidates.CandidateIndex` (lookup, nearest rows)."""
+        return self._index
 
     @cached_property
     def losses(self) -> np.ndarray:
@@ -129,10 +133,7 @@ class Cell:
 
     def find(self, params: Mapping[str, Any]) -> int | None:
         """Row index of an exact configuration, or ``None``."""
-        try:
-            return self._index.get(self.space.config_key(params))
-        except (KeyError, TypeError, ValueError):
-            return None
+        return self._index.find(params)
 
     def snap(self, params: Mapping[str, Any]) -> tuple[int, bool]:
         """The row of ``params``: ``(index, exact)``; off-table proposals go to the nearest row."""
@@ -152,7 +153,7 @@ class Cell:
                 logger.warning("cell %r: proposal %s cannot be placed (%s); snapped from the centre of the space",
                                self.name, short_repr(dict(params), 200), exc)
                 u = np.full(self.space.width, 0.5)
-        return int(np.argmin(np.sum((self.unit - u) ** 2, axis=1))), False
+        return self._index.nearest(np.asarray(u, dtype=float)), False
 
 
 def _fill(cell: Cell, params: Mapping[str, Any]) -> dict[str, Any]:
