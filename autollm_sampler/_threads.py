@@ -4,7 +4,7 @@ The agent's matrix products are small (a few hundred rows), so BLAS threads buy 
 another CPU-bound process (a training job, a second worker), a multi-threaded BLAS waits on busy cores:
 measured on a 2-core machine, a sampler step over 1,000 trials took 101 ms with the default two OpenBLAS
 threads and 55 ms with one, and 130 ms against 55 ms beside a busy process
-(``python -m autollm_sampler.integrations.bench_overhead``).
+(``python -m autollm_sampler.benchmark.overhead``).
 
 :func:`one_blas_thread` limits BLAS to one thread for the duration of a block through ``threadpoolctl``
 and restores the previous setting when the outermost block ends. Nested and concurrent blocks (Optuna's

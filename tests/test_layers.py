@@ -32,8 +32,8 @@ def _uses(mods: set[str], root: str) -> bool:
 
 #: heavy dependency -> the package files allowed to import it (benchmark/ may use the classical HPO libraries)
 ALLOWED = {
-    # plus: the HW-GPT-Bench recipe reads the published torch files, and two benchmark scripts time or pin torch
-    "torch": {"agent/_net.py", "agent/_llm.py", "gym/recipes/hwgpt.py", "gym/bench_build.py", "agent/bench_latency.py"},
+    # plus: the HW-GPT-Bench recipe reads the published torch files (the performance scripts are in benchmark/)
+    "torch": {"agent/_net.py", "agent/_llm.py", "gym/recipes/hwgpt.py"},
     "transformers": {"agent/_net.py", "agent/_llm.py"},
     "peft": {"agent/_llm.py"},
     "optuna": {"integrations/optuna.py", "integrations/_optuna_claims.py", "integrations/_optuna_fidelity.py",

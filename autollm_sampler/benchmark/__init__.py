@@ -7,6 +7,11 @@ Results (relative gap, normalised regret, hit rate, cost to target, invalid-prop
 means with 95% bootstrap intervals) go to ``RESULTS.md``, PNG plots and CSVs; a second benchmark measures
 per-suggestion latency and memory (:mod:`autollm_sampler.benchmark.latency`).
 
+The performance scripts live here too, each run as ``python -m autollm_sampler.benchmark.<name>``:
+``latency`` (every method's latency and memory as ratios to TPE), ``propose_latency`` (the agent's
+``propose`` at several history sizes), ``overhead`` (AutoLLMSampler's per-trial overhead against
+``TPESampler``) and ``gym_build`` (how long each gym task takes to verify, build and load).
+
 Example:
     >>> from autollm_sampler.benchmark import BenchConfig, plan_episodes
     >>> plan = plan_episodes(BenchConfig(families=["steplaw-dense-v1"], methods=["random"], seeds=2))  # doctest: +SKIP

@@ -4,7 +4,6 @@
 * :mod:`autollm_sampler.integrations.ray`: :class:`AutoLLMSearcher`, a ``ray.tune.search.Searcher``;
 * :mod:`autollm_sampler.integrations.asktell`: :class:`AskTell`, a plain ask/tell object (no Optuna, no Ray);
 * :mod:`autollm_sampler.integrations.cli`: the ``suggest`` and ``explain`` commands;
-* :mod:`autollm_sampler.integrations.bench_overhead`: per-trial overhead against ``TPESampler``;
 * :class:`Explanation`: what every ``explain`` returns (a ``str`` shown as its text in a notebook).
 
 Optuna and Ray are imported only by the module that needs them; import the class from its module, or

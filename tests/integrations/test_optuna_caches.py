@@ -398,7 +398,7 @@ def test_rationale_summary_equals_reference(seed: int) -> None:
 
 
 def test_overhead_benchmark_reports_the_agents_share(capsys: pytest.CaptureFixture[str]) -> None:
-    from autollm_sampler.integrations import bench_overhead
+    from autollm_sampler.benchmark import overhead as bench_overhead
     from autollm_sampler.integrations.optuna import measure_overhead
 
     (row,) = measure_overhead((4,), n_measured=2, agent="classical")
