@@ -10,9 +10,12 @@ The rule:
 * **Target reserve.** At least ``1 - low_fidelity_share`` of the budget (default 60%) is kept for target
   runs, in whole runs; what rounding leaves over goes to the cheaper levels (the *cheap pool*).
 * **Cheap levels, cheapest first.** Each level cheaper than the target may spend at most ``level_share`` of
-  the budget (default 25%) and at most its part of the cheap pool: what the cheaper levels left of the pool,
+  the budget (default 25%; never less than an even split of the cheap pool, so a single cheap level may use
+  the whole pool) and at most its part of the cheap pool: what the cheaper levels left of the pool,
   split evenly over the cheap levels not yet passed. So a level that finished early passes its savings on.
-* **Stagnation.** A cheap level is finished once it stagnates: after at least ``min_runs`` finished runs,
+* **Stagnation.** A cheap level is finished once it stagnates: after at least ``min_runs`` finished runs
+  (``patience`` plus one per two unit-cube coordinates of the space when that is more and the caller says
+  how wide the space is),
   its best value did not improve by more than ``min_improvement`` times the gap between its median and best
   values in its last ``patience`` finished runs (a failed run improves nothing).
 * **Monotone climb.** Once a more expensive level has a run (finished or running), a cheaper one gets no
@@ -146,6 +149,9 @@ class BudgetRule:
         cheap = [i for i, c in enumerate(self.costs) if i != self.target_index and c < tc]
         #: the cheaper levels, cheapest first: the order of the climb
         self.cheap_order = sorted(cheap, key=lambda i: (self.costs[i], i))
+        #: the most any one cheap level may spend: ``level_share`` of the budget, or an even split of the cheap
+        #: pool when that is more (one cheap level may use the whole pool)
+        self.level_cap = max(self.level_share * self.budget, self.cheap_pool / max(len(self.cheap_order), 1))
 
     # ------------------------------------------------------------------ pieces
     @property
@@ -156,9 +162,18 @@ class BudgetRule:
         """The budget minus what was spent or committed (key ``None``: runs at no level)."""
         return self.budget - float(sum(spent_by_level.values()))
 
-    def stagnated(self, values: Sequence[float | None], direction: Direction = "minimize") -> bool:
-        """Whether a level with these finished values (in order; ``None`` or NaN: failed) has stagnated."""
-        if len(values) < self.min_runs:
+    def min_runs_for(self, dims: int | None = None) -> int:
+        """Finished runs a cheap level gets before it may stagnate, for a space of ``dims`` unit-cube
+        coordinates: ``min_runs``, or ``patience`` plus one run per two coordinates when that is more (a wide
+        space needs more cheap evidence before "no longer improving" means anything)."""
+        if dims is None or dims <= 0:
+            return self.min_runs
+        return max(self.min_runs, self.patience + math.ceil(dims / 2))
+
+    def stagnated(self, values: Sequence[float | None], direction: Direction = "minimize", dims: int | None = None) -> bool:
+        """Whether a level with these finished values (in order; ``None`` or NaN: failed) has stagnated; ``dims``:
+        the width of the space (see :meth:`min_runs_for`)."""
+        if len(values) < self.min_runs_for(dims):
             return False
         sign = -1.0 if direction == "maximize" else 1.0
         scored = [sign * float(v) if v is not None and math.isfinite(float(v)) else math.inf for v in values]
@@ -181,6 +196,7 @@ class BudgetRule:
         direction: Direction = "minimize",
         *,
         closed: Collection[int] = (),
+        dims: int | None = None,
     ) -> BudgetChoice:
         """The level of the next run and why.
 
@@ -191,6 +207,8 @@ class BudgetRule:
                 pruned run). Without it no level stagnates.
             direction: ``"minimize"`` or ``"maximize"``.
             closed: levels that cannot run any more (e.g. every configuration of a table tried).
+            dims: unit-cube coordinates of the search space, when known (a wider space gets more cheap runs
+                before a level may stagnate: :meth:`min_runs_for`).
         """
         if direction not in ("minimize", "maximize"):
             raise ValueError(f"direction={direction!r} must be 'minimize' or 'maximize'")
@@ -205,12 +223,12 @@ class BudgetRule:
             name, cost = self.names[i], self.costs[i]
             spent_i = float(spent_by_level.get(i, 0.0))
             runs_i = len(values_by_level.get(i, ()))
-            share = min(self.level_share * self.budget, max(0.0, pool_left) / (n_cheap - pos))
+            share = min(self.level_cap, max(0.0, pool_left) / (n_cheap - pos))
             pool_left -= spent_i
             above = [j for j in started if j != i and self.costs[j] > cost]
             if i in closed:
                 note = f"{name} has no untried configuration left"
-            elif self.stagnated(values_by_level.get(i, ()), direction):
+            elif self.stagnated(values_by_level.get(i, ()), direction, dims):
                 note = f"{name} stagnated after {runs_i} runs"
             elif spent_i + cost > share + self._eps:
                 note = (f"{name} used its share ({_fmt(spent_i)} of {_fmt(share)})" if i in started
@@ -229,7 +247,7 @@ class BudgetRule:
                 notes.append(f"{name} would cut into the {self.target_runs} target runs kept")
                 continue
             why = f"{name} has spent {_fmt(spent_i)} of its {_fmt(share)}"
-            if runs_i >= self.min_runs:
+            if runs_i >= self.min_runs_for(dims):
                 why += " and is still improving"
             if passed:
                 notes.append(f"{', '.join(passed)} not run (a costlier level ran first)")
@@ -282,7 +300,7 @@ def pick_ladder(
         for i in rest:
             trial = [*picked, i]
             r = BudgetRule([float(costs[j]) for j in trial] + [tc], len(trial), budget, **rule)  # type: ignore[arg-type]
-            pool_share = min(r.level_share * r.budget, r.cheap_pool / len(trial))
+            pool_share = min(r.level_cap, r.cheap_pool / len(trial))
             if float(costs[i]) * (min_runs if picked else 1) <= pool_share * (1 + 1e-9):
                 fits.append(i)
         if not fits:

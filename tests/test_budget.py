@@ -110,3 +110,21 @@ def test_pick_ladder_keeps_the_cheapest_and_one_that_affords_a_few_runs() -> Non
     assert pick_ladder(costs, 9) == [0, 5]  # share of the second: 1 target run; 0.25 * 4 runs fits
     assert pick_ladder(costs, 9, max_levels=1) == [0]
     assert pick_ladder([1.0], 0) == []
+
+
+def test_a_wide_space_gets_more_cheap_runs_before_a_level_may_stagnate() -> None:
+    rule = BudgetRule([1.0, 10.0], 1, 100.0)  # one cheap level: 60 kept for 6 target runs, 40 for the cheap one
+    flat = [3.0] * 12  # never improves after the first run
+    assert rule.min_runs_for(None) == rule.min_runs_for(2) == 8
+    assert rule.min_runs_for(27) == 4 + 14  # patience + one run per two coordinates
+    assert rule.stagnated(flat[:8]) and not rule.stagnated(flat[:8], dims=27)
+    assert rule.choose({0: 8.0}, {0: flat[:8]}).level == 1  # a 2-parameter space: small is finished
+    assert rule.choose({0: 8.0}, {0: flat[:8]}, dims=27).level == 0  # a 27-parameter one: small goes on
+
+
+def test_a_single_cheap_level_may_spend_the_whole_cheap_pool() -> None:
+    one = BudgetRule([1.0, 10.0], 1, 100.0)
+    assert one.level_cap == pytest.approx(40.0)  # more than 25% of the budget: the pool has no one else to serve
+    assert one.choose({0: 39.0}, {0: [float(10 - i) for i in range(39)]}).level == 0
+    two = BudgetRule([1.0, 3.0, 10.0], 2, 100.0)
+    assert two.level_cap == pytest.approx(25.0)  # 20 each by an even split: the 25% cap stands

@@ -415,12 +415,14 @@ class SamplerCore:
     def _level(schedule: CostSchedule, fid: Mapping[str, float] | None) -> int | None:
         return None if fid is None else (schedule.level_of(fid) if fid else schedule.target_index)
 
-    def choose_level(self, runs: Iterable[LevelRun], direction: str) -> tuple[BudgetChoice, dict[int | None, float]]:
+    def choose_level(self, runs: Iterable[LevelRun], direction: str, dims: int | None = None
+                     ) -> tuple[BudgetChoice, dict[int | None, float]]:
         """The cost-aware rule's choice for the next run, and the budget spent per level, given every run so far.
 
         ``runs`` are ``(fidelity, cost, finished, value)``: a run without a cost spends its level's cost; a
         finished run's ``value`` (``None``: failed or pruned) tells whether its level still improves; a running
-        one commits its cost. ``direction`` is ``"minimize"`` or ``"maximize"``. Cost-aware mode only.
+        one commits its cost. ``direction`` is ``"minimize"`` or ``"maximize"``; ``dims`` the search space's
+        width when known (a wider space gets more cheap runs before a level may stagnate). Cost-aware mode only.
         """
         schedule = self.require_schedule("choose_level")
         items = list(runs)
@@ -431,7 +433,7 @@ class SamplerCore:
             if finished and level is not None:
                 values.setdefault(level, []).append(finite_or_none(value))
         d: Direction = "maximize" if direction == "maximize" else "minimize"
-        return schedule.choose(spent, values, d), spent
+        return schedule.choose(spent, values, d, dims=dims), spent
 
 
 def history_items(history: Any) -> list[Trial | Mapping[str, Any]]:

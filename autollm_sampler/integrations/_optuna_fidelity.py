@@ -253,8 +253,11 @@ class FidelityBook:
         ones commit their cost; the study's direction tells what improves.
         """
 
+        names: set[str] = set()  # the parameters seen so far: the space's width, as far as Optuna tells
+
         def runs() -> Iterator[LevelRun]:
             for t in study.get_trials(deepcopy=False, states=(*_FINISHED, TrialState.RUNNING)):
+                names.update(t.params)
                 if t.number == exclude:
                     continue
                 cost = finite_or_none(t.user_attrs.get(self.cost_attr))
@@ -262,7 +265,8 @@ class FidelityBook:
                 yield self.of(t), (cost if cost is not None and cost >= 0 else None), t.state in _FINISHED, value
 
         direction = "maximize" if study.directions[0] == StudyDirection.MAXIMIZE else "minimize"
-        return self.core.choose_level(runs(), direction)
+        items = list(runs())
+        return self.core.choose_level(items, direction, dims=len(names) or None)
 
     def assign(self, study: Study, trial: FrozenTrial) -> None:
         """Write the level the schedule chooses for ``trial`` into its user attributes (unless it has one)."""

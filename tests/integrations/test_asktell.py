@@ -118,12 +118,13 @@ def test_cost_aware_ask_chooses_the_fidelity_until_the_budget_is_spent() -> None
             break
         fids.append(s.fidelity["n_params"])
         at.tell(s.id, loss(s.params["lr"], s.params["bs"]))
-    # three target runs (60% of 25, whole runs) are kept; the cheap level may spend 25% of the budget (6 runs);
-    # the 4 left afford no target run and stay unspent
-    assert fids == [1e8] * 6 + [1e9] * 3
-    assert at.budget_left() == pytest.approx(4.0)
-    assert "stagnated after 6 runs" in str(at.history.trials[6].attrs["rationale"]) or "used its share" in str(
-        at.history.trials[6].attrs["rationale"])
+    # three target runs (60% of 25, whole runs) are kept; the one cheap level may spend the rest (10 runs), unless
+    # it stagnates first; nothing cheap runs after a target run
+    n_cheap = fids.index(1e9)
+    assert 8 <= n_cheap <= 10 and fids == [1e8] * n_cheap + [1e9] * 3
+    assert at.budget_left() == pytest.approx(10.0 - n_cheap)
+    why = str(at.history.trials[n_cheap].attrs["rationale"])
+    assert f"stagnated after {n_cheap} runs" in why or "used its share" in why
 
 
 def test_space_from_a_yaml_file(tmp_path: Path) -> None:
