@@ -223,6 +223,28 @@ def same_fidelity(a: Mapping[str, float], b: Mapping[str, float]) -> bool:
     return all(math.isclose(float(a[k]), float(b[k]), rel_tol=1e-9, abs_tol=0.0) for k in a)
 
 
+#: the options of the cost-aware rule a frontend's ``budget_rule=`` may set (:class:`~autollm_sampler.budget.BudgetRule`)
+BUDGET_RULE_OPTIONS = ("level_share", "patience", "min_runs", "min_improvement")
+
+
+def check_budget_rule(options: Mapping[str, Any] | None) -> dict[str, Any]:
+    """``budget_rule=`` of a frontend as keyword arguments of the rule; unknown keys are refused by name.
+
+    Raises:
+        TypeError: if it is not a mapping.
+        ValueError: naming an unknown option and the known ones (the values are checked by the rule).
+    """
+    if options is None:
+        return {}
+    if not isinstance(options, Mapping):
+        raise TypeError(f"budget_rule= must be a dict of rule options, got {type(options).__name__}")
+    unknown = sorted(str(k) for k in options if k not in BUDGET_RULE_OPTIONS)
+    if unknown:
+        raise ValueError(f"budget_rule= has unknown option(s) {unknown}; the options are {list(BUDGET_RULE_OPTIONS)} "
+                         "(low_fidelity_share= and budget= are arguments of their own)")
+    return dict(options)
+
+
 class CostSchedule(BudgetRule):
     """The fidelity-choice rule of the cost-aware mode (Setting B of BENCHMARK.md) over :class:`FidelityLevel`s.
 
@@ -328,13 +350,17 @@ class SamplerCore:
         budget: float | None = None,
         low_fidelity_share: float = 0.4,
         levels_need: str = _LEVELS_NEED_AXES,
+        budget_rule: Mapping[str, Any] | None = None,
         **rule: Any,
     ) -> None:
+        rule = {**check_budget_rule(budget_rule), **rule}
         self.axes: tuple[str, ...] = (fidelity,) if isinstance(fidelity, str) else tuple(fidelity)
         if fidelity_levels is not None and not self.axes:
             raise ValueError(levels_need)
         if budget is not None and fidelity_levels is None:
             raise ValueError("budget= only applies to the cost-aware mode; pass fidelity_levels= too, or drop budget=")
+        if rule and fidelity_levels is None:
+            raise ValueError("budget_rule= only applies to the cost-aware mode; pass fidelity_levels= too, or drop it")
         self.target: dict[str, float] = check_target(self.axes, target)
         self.schedule: CostSchedule | None = None
         if fidelity_levels is not None:

@@ -102,6 +102,11 @@ class AskTell:
         budget: the cost-aware budget; default five target runs.
         low_fidelity_share: at most this share of the budget goes to cheaper levels; the rest is kept for
             whole target runs (cost-aware mode, :class:`~autollm_sampler.budget.BudgetRule`).
+        budget_rule: more options of the cost-aware rule (:class:`~autollm_sampler.budget.BudgetRule`):
+            ``level_share`` (the most one cheaper level may spend, share of the budget; default 0.25),
+            ``patience`` (finished runs without improvement that end a level; 4), ``min_runs`` (runs a level
+            gets before it may stagnate; 8) and ``min_improvement`` (what counts as improving, as a share of
+            the gap between the level's median and best runs; 0.01).
     """
 
     def __init__(
@@ -115,6 +120,7 @@ class AskTell:
         fidelity_levels: Sequence[Mapping[str, Any]] | None = None,
         budget: float | None = None,
         low_fidelity_share: float = 0.4,
+        budget_rule: Mapping[str, Any] | None = None,
     ) -> None:
         if isinstance(space, (str, os.PathLike)):
             from autollm_sampler.integrations.cli import load_space
@@ -127,6 +133,7 @@ class AskTell:
         self._core = SamplerCore(
             axes, target if axes else None, agent=agent, seed=seed, fidelity_levels=fidelity_levels, budget=budget,
             low_fidelity_share=low_fidelity_share, levels_need="fidelity_levels= needs target= (whose keys name the fidelity axes)",
+            budget_rule=budget_rule,
         )
         self._axes = axes
         self._history = History(fidelity_axes=axes)

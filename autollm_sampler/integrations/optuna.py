@@ -202,6 +202,11 @@ class AutoLLMSampler(BaseSampler):
         budget: the cost-aware budget, in level-cost units; default five target runs.
         low_fidelity_share: at most this share of the budget goes to cheaper levels; the rest is kept for
             whole target runs (cost-aware mode, :class:`~autollm_sampler.budget.BudgetRule`).
+        budget_rule: more options of the cost-aware rule (:class:`~autollm_sampler.budget.BudgetRule`):
+            ``level_share`` (the most one cheaper level may spend, share of the budget; default 0.25),
+            ``patience`` (finished runs without improvement that end a level; 4), ``min_runs`` (runs a level
+            gets before it may stagnate; 8) and ``min_improvement`` (what counts as improving, as a share of
+            the gap between the level's median and best runs; 0.01).
 
     Raises:
         ValueError: on inconsistent arguments (the message names both and the fix).
@@ -228,10 +233,11 @@ class AutoLLMSampler(BaseSampler):
         fidelity_levels: Sequence[Mapping[str, Any]] | None = None,
         budget: float | None = None,
         low_fidelity_share: float = 0.4,
+        budget_rule: Mapping[str, Any] | None = None,
     ) -> None:
         self._core = SamplerCore(
             fidelity, target, agent=agent, seed=check_seed(seed), fidelity_levels=fidelity_levels, budget=budget,
-            low_fidelity_share=low_fidelity_share,
+            low_fidelity_share=low_fidelity_share, budget_rule=budget_rule,
         )
         # resolved now, once: an explicit checkpoint that cannot load raises here (CheckpointError), and
         # "default" falls back (loudly, once) here rather than being retried trial after trial

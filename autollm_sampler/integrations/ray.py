@@ -293,6 +293,11 @@ class AutoLLMSearcher(Searcher):
         budget: the cost-aware budget; default five target runs.
         low_fidelity_share: at most this share of the budget goes to cheaper levels; the rest is kept for
             whole target runs (cost-aware mode, :class:`~autollm_sampler.budget.BudgetRule`).
+        budget_rule: more options of the cost-aware rule (:class:`~autollm_sampler.budget.BudgetRule`):
+            ``level_share`` (the most one cheaper level may spend, share of the budget; default 0.25),
+            ``patience`` (finished runs without improvement that end a level; 4), ``min_runs`` (runs a level
+            gets before it may stagnate; 8) and ``min_improvement`` (what counts as improving, as a share of
+            the gap between the level's median and best runs; 0.01).
         agent: an :class:`~autollm_sampler.agent.Agent`, ``"default"`` (falls back to ``"classical"`` with a
             warning when the shipped model cannot be loaded), ``"classical"`` or a checkpoint path.
         seed: makes the suggestions reproducible.
@@ -320,6 +325,7 @@ class AutoLLMSearcher(Searcher):
         agent: AgentSpec = "default",
         seed: int | None = None,
         roles: Mapping[str, str] | None = None,
+        budget_rule: Mapping[str, Any] | None = None,
     ) -> None:
         if mode is not None and mode not in ("min", "max"):
             raise ValueError(f"mode={mode!r}: use 'min' or 'max' (AutoLLMSearcher optimises a single metric)")
@@ -329,7 +335,7 @@ class AutoLLMSearcher(Searcher):
         # the fidelity axes and target, the cost-aware schedule, the agent (loaded on first use) and the seed
         self._core = SamplerCore(
             fidelity, target, agent=agent, seed=seed, fidelity_levels=fidelity_levels, budget=budget,
-            low_fidelity_share=low_fidelity_share,
+            low_fidelity_share=low_fidelity_share, budget_rule=budget_rule,
         )
         self._roles = dict(roles or {})
         self._space: SearchSpace | None = None

@@ -100,3 +100,40 @@ def test_asktell_stagnation_finishes_a_level_and_the_budget_error_says_why() -> 
     s = at.ask(fidelity={"n_params": 1.2e8, "n_tokens": 2e9})
     assert s.fidelity == {"n_params": 1.2e8, "n_tokens": 2e9}
     assert at.budget_left() == pytest.approx(350.0 - spent - 1.0)
+
+
+def test_budget_rule_options_reach_the_rule_in_every_frontend() -> None:
+    from autollm_sampler.integrations.ray import AutoLLMSearcher
+
+    opts = {"level_share": 0.1, "patience": 2, "min_runs": 3, "min_improvement": 0.5}
+    frontends = [
+        AutoLLMSampler(fidelity=("n_params", "n_tokens"), target=TARGET, fidelity_levels=LEVELS, budget=350.0,
+                       agent="classical", seed=0, budget_rule=opts),
+        AskTell({"params": {"lr": {"type": "float", "low": 1e-4, "high": 1e-2, "log": True}}}, target=TARGET,
+                fidelity_levels=LEVELS, budget=350.0, agent="classical", seed=0, budget_rule=opts),
+        AutoLLMSearcher(metric="loss", mode="min", fidelity=("n_params", "n_tokens"), target=TARGET,
+                        fidelity_levels=LEVELS, budget=350.0, agent="classical", seed=0, budget_rule=opts),
+    ]
+    for f in frontends:
+        schedule = f._core.schedule
+        assert schedule is not None
+        assert {k: schedule.rule_options()[k] for k in opts} == opts, type(f).__name__
+    # a study under the tighter rule: small may spend 10% of the budget (35 runs) and stops after 3 flat runs
+    study = optuna.create_study(sampler=frontends[0])
+    study.optimize(lambda t: 2.0 if t.user_attrs["fidelity"]["n_params"] < 1e9 else objective(t), n_trials=12)
+    levels = [t.user_attrs["fidelity_level"] for t in study.trials]
+    assert levels[:3] == ["small"] * 3 and levels[3] == "medium"
+
+
+def test_budget_rule_options_are_checked() -> None:
+    with pytest.raises(ValueError, match=r"unknown option\(s\) \['patiance'\]; the options are"):
+        AskTell({"params": {"lr": {"type": "float", "low": 1e-4, "high": 1e-2}}}, target=TARGET, fidelity_levels=LEVELS,
+                agent="classical", budget_rule={"patiance": 2})
+    with pytest.raises(ValueError, match="only applies to the cost-aware mode"):
+        AutoLLMSampler(fidelity=("n_params",), target={"n_params": 1e9}, agent="classical", budget_rule={"patience": 2})
+    with pytest.raises(ValueError, match="min_runs=2 must be larger than patience=4"):
+        AutoLLMSampler(fidelity=("n_params", "n_tokens"), target=TARGET, fidelity_levels=LEVELS, agent="classical",
+                       budget_rule={"min_runs": 2})
+    with pytest.raises(TypeError, match="must be a dict"):
+        AutoLLMSampler(fidelity=("n_params", "n_tokens"), target=TARGET, fidelity_levels=LEVELS, agent="classical",
+                       budget_rule=[("patience", 2)])  # type: ignore[arg-type]
