@@ -282,7 +282,9 @@ def _step_text(agent: Any, history: History, target: Mapping[str, float], batch_
     if getattr(agent, "adapt", False) and getattr(agent, "temperature", 0.0) == 0:
         if n_done or n_failed:
             how = [f"the model's prediction corrected by the {_plural(n_done, 'completed target run')}"] if n_done else []
-            how += [f"kept away from the {_plural(n_failed, 'failed target run')}"] if n_failed else []
+            how += [f"the {_plural(n_failed, 'failed target run')} counted against "
+                    f"{'its' if n_failed == 1 else 'their'} region: one failure may have been a crash, so it only "
+                    "discounts the region; a second failure there, or a diverged run, rules it out"] if n_failed else []
             return (f"Chosen by expected improvement over the best target outcome, times the chance of not failing "
                     f"({'; '.join(how)})." + batch)
         if batch_index:
