@@ -44,7 +44,15 @@ from typing import Any
 import numpy as np
 
 from autollm_sampler._io import sha256_of
-from autollm_sampler.agent._adapt import ADAPT_SPEC, TargetEvidence, correct, evidence, select, thin
+from autollm_sampler.agent._adapt import (
+    ADAPT_SPEC,
+    TargetEvidence,
+    correct,
+    evidence,
+    first_run_spread,
+    select,
+    thin,
+)
 from autollm_sampler.agent._base import Agent, Proposal
 from autollm_sampler.agent._classical import tried_keys, tried_units, valid_units
 from autollm_sampler.agent._features import (
@@ -499,6 +507,8 @@ class TransformerAgent(Agent):
             ev.mu = space.sign * rest[:k] if k else ev.mu
             value, std, order = self._adapt(space, units[untried], score, value, std, ev, pending_units,
                                             space.sign * rest[k:], n)
+            if ev.empty:  # no target run has returned: the prediction is an extrapolation (reported spread only)
+                std = first_run_spread(value, std, base.cells)
         else:
             order = self._select(score, n, rng)
         out = []

@@ -37,7 +37,10 @@ dense search of the true function (40,000 samples refined locally). Figures:
 * **repeat after failure**: share of proposals within 0.05 (unit-cube distance over sqrt(width)) of an
   earlier failed or diverged target run;
 * **coverage**: share of proposals whose observed outcome lies in the method's 80% predictive interval
-  (methods that predict), with the median interval width;
+  (methods that predict), with the median interval width, and the same share for the first proposal alone
+  (made before any target run returned: an extrapolation);
+* **crashes**: the agent, its no-adaptation ablation, the classical agent and warm TPE again with the first
+  target run and 15% of the later ones crashing whatever their configuration (``run_episode(crash=True)``);
 * **parallel**: q = 4 proposals at a time with the pending ones known, median normalised regret at k = 8
   against the same method's sequential k = 8;
 * **fallbacks**: proposals an agent handed to its classical strategy (the suite runs strict).
@@ -526,17 +529,21 @@ def _record(task: UserTask, method: str, seed: int, q: int, steps: list[Step], w
         failed = [units[j] for j in range(i) if _bad(steps[j].observed)]
         if failed and min(float(np.linalg.norm(units[i] - f)) / width for f in failed) <= FAIL_RADIUS:
             near_fail += 1
-    inside, n_pred, widths = 0, 0, []
-    for s in steps:
+    inside, n_pred, widths, first_in, first_n = 0, 0, [], 0, 0
+    for j, s in enumerate(steps):
         if math.isfinite(s.mu) and math.isfinite(s.sigma) and math.isfinite(s.observed):
             n_pred += 1
-            inside += abs(s.observed - s.mu) <= Z80 * s.sigma
+            hit = abs(s.observed - s.mu) <= Z80 * s.sigma
+            inside += hit
             widths.append(2 * Z80 * s.sigma)
+            if j < q:  # proposed before any target run had returned
+                first_in, first_n = first_in + hit, first_n + 1
     return {"family": task.family, "task_seed": task.seed, "method": method, "seed": seed, "q": q,
             **{f"gap_k{j}": gaps[j - 1] for j in range(1, len(steps) + 1)},
             **{f"regret_k{j}": regrets[j - 1] for j in range(1, len(steps) + 1)},
             "all_failed": all(_bad(s.observed) for s in steps), "near_fail": near_fail, "n_steps": len(steps),
             "covered": inside, "n_pred": n_pred, "width": float(np.median(widths)) if widths else math.nan,
+            "covered_first": first_in, "n_pred_first": first_n,
             "fallbacks": sum(s.fallback for s in steps), "wall_s": round(wall, 3)}
 
 
@@ -597,8 +604,8 @@ def report(rows: Sequence[Mapping[str, Any]], *, command: str, elapsed: float) -
     for scope, fams in [("all families", families)] + [(f, [f]) for f in families]:
         sub = [r for r in seq if r["family"] in fams]
         lines += [f"## {scope}", "", "| method | " + " | ".join(f"k={k}" for k in KS)
-                  + " | all-failed | near-failure | 80% coverage (width) | fallbacks |",
-                  "|---|" + "---:|" * (len(KS) + 4)]
+                  + " | all-failed | near-failure | 80% coverage (width) | of which first run | fallbacks |",
+                  "|---|" + "---:|" * (len(KS) + 5)]
         for m in methods:
             rm = [r for r in sub if r["method"] == m]
             if not rm:
@@ -608,8 +615,10 @@ def report(rows: Sequence[Mapping[str, Any]], *, command: str, elapsed: float) -
             npred = sum(r["n_pred"] for r in rm)
             cov = (f"{100 * sum(r['covered'] for r in rm) / npred:.0f}% ({_med([r['width'] for r in rm if r['n_pred']]):.3g})"
                    if npred else "-")
+            nfirst = sum(r.get("n_pred_first", 0) for r in rm)
+            first = f"{100 * sum(r.get('covered_first', 0) for r in rm) / nfirst:.0f}%" if nfirst else "-"
             lines.append(f"| {m} | " + " | ".join(gaps) + f" | {sum(bool(r['all_failed']) for r in rm)} of {len(rm)}"
-                         f" | {100 * sum(r['near_fail'] for r in rm) / max(n_steps, 1):.1f}% | {cov}"
+                         f" | {100 * sum(r['near_fail'] for r in rm) / max(n_steps, 1):.1f}% | {cov} | {first}"
                          f" | {sum(r['fallbacks'] for r in rm)} |")
         lines.append("")
     par = [r for r in rows if r["q"] == 4]

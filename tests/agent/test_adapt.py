@@ -240,3 +240,43 @@ def test_a_batch_larger_than_the_untried_grid_repeats_like_a_single_pick() -> No
     assert len(props) == 4
     lrs = [p.params["lr"] for p in props]
     assert set(lrs[:2]) == {1e-4, 1e-2}  # the two untried ones first, then repeats
+
+
+def test_the_first_prediction_is_widened_by_the_level_it_extrapolates() -> None:
+    from autollm_sampler.agent._adapt import first_run_spread
+    from autollm_sampler.agent._features import CellSummary
+
+    def cell(d: float, best: float, target: bool = False) -> CellSummary:
+        return CellSummary(fidelity={"n": d}, deltas=np.array([d]), n=5, best_unit=np.zeros(1), soft_opt=np.zeros(1),
+                           best_value=best, is_target=target)
+
+    cells = [cell(-2.0, 3.0), cell(-1.0, 2.6)]  # nearest cheap best 2.6, moved 0.4 from the next cell
+    share = ADAPT_SPEC["first_level_share"]
+    got = first_run_spread(np.array([2.5, 1.6]), np.array([0.01, 0.01]), cells)
+    assert got[0] == pytest.approx(np.hypot(0.01, share * 0.4))  # within 0.1 of the nearest best: the cells' step
+    assert got[1] == pytest.approx(np.hypot(0.01, share * 1.0))  # 1.0 below it: that distance
+    assert first_run_spread(np.array([2.5]), np.array([0.01]), [cell(0.0, 2.5, True)])[0] == 0.01  # no cheap cell
+
+
+@pytest.mark.skipif(not (DEFAULT_CHECKPOINT / "model.safetensors").exists(), reason="no shipped checkpoint")
+def test_first_proposal_spread_is_wider_but_the_choice_is_the_same() -> None:
+    task, cheap = _adamw()
+    agent = load_agent("default")
+    wide = agent.propose(History(trials=cheap), task.space, task.target, seed=0)[0]
+    keep = ADAPT_SPEC["first_level_share"]
+    try:
+        ADAPT_SPEC["first_level_share"] = 0.0
+        plain = agent.propose(History(trials=cheap), task.space, task.target, seed=0)[0]
+    finally:
+        ADAPT_SPEC["first_level_share"] = keep
+    assert wide.params == plain.params and wide.predicted_value == plain.predicted_value
+    assert wide.predicted_std > plain.predicted_std
+    # once a target run has returned, the spread is the adaptation step's alone
+    ran = Trial(id="t0", params=wide.params, fidelity=task.target, value=wide.predicted_value)
+    nxt = agent.propose(History(trials=[*cheap, ran]), task.space, task.target, seed=1)[0]
+    try:
+        ADAPT_SPEC["first_level_share"] = 0.0
+        nxt0 = agent.propose(History(trials=[*cheap, ran]), task.space, task.target, seed=1)[0]
+    finally:
+        ADAPT_SPEC["first_level_share"] = keep
+    assert nxt.predicted_std == nxt0.predicted_std
