@@ -14,8 +14,8 @@ The rule:
   the whole pool) and at most its part of the cheap pool: what the cheaper levels left of the pool,
   split evenly over the cheap levels not yet passed. So a level that finished early passes its savings on.
 * **Stagnation.** A cheap level is finished once it stagnates: after at least ``min_runs`` finished runs
-  (``patience`` plus one per two unit-cube coordinates of the space when that is more and the caller says
-  how wide the space is),
+  (``patience`` plus one per two parameters of the space when that is more and the caller says how many
+  there are),
   its best value did not improve by more than ``min_improvement`` times the gap between its median and best
   values in its last ``patience`` finished runs (a failed run improves nothing).
 * **Monotone climb.** Once a more expensive level has a run (finished or running), a cheaper one gets no
@@ -163,16 +163,16 @@ class BudgetRule:
         return self.budget - float(sum(spent_by_level.values()))
 
     def min_runs_for(self, dims: int | None = None) -> int:
-        """Finished runs a cheap level gets before it may stagnate, for a space of ``dims`` unit-cube
-        coordinates: ``min_runs``, or ``patience`` plus one run per two coordinates when that is more (a wide
-        space needs more cheap evidence before "no longer improving" means anything)."""
+        """Finished runs a cheap level gets before it may stagnate, for a space of ``dims`` parameters (a
+        mixture counts once): ``min_runs``, or ``patience`` plus one run per two parameters when that is more
+        (a space of many parameters needs more cheap evidence before "no longer improving" means anything)."""
         if dims is None or dims <= 0:
             return self.min_runs
         return max(self.min_runs, self.patience + math.ceil(dims / 2))
 
     def stagnated(self, values: Sequence[float | None], direction: Direction = "minimize", dims: int | None = None) -> bool:
         """Whether a level with these finished values (in order; ``None`` or NaN: failed) has stagnated; ``dims``:
-        the width of the space (see :meth:`min_runs_for`)."""
+        the number of parameters of the space (see :meth:`min_runs_for`)."""
         if len(values) < self.min_runs_for(dims):
             return False
         sign = -1.0 if direction == "maximize" else 1.0
@@ -207,8 +207,8 @@ class BudgetRule:
                 pruned run). Without it no level stagnates.
             direction: ``"minimize"`` or ``"maximize"``.
             closed: levels that cannot run any more (e.g. every configuration of a table tried).
-            dims: unit-cube coordinates of the search space, when known (a wider space gets more cheap runs
-                before a level may stagnate: :meth:`min_runs_for`).
+            dims: parameters of the search space (a mixture counts once), when known (more parameters get
+                more cheap runs before a level may stagnate: :meth:`min_runs_for`).
         """
         if direction not in ("minimize", "maximize"):
             raise ValueError(f"direction={direction!r} must be 'minimize' or 'maximize'")

@@ -116,9 +116,9 @@ def test_a_wide_space_gets_more_cheap_runs_before_a_level_may_stagnate() -> None
     rule = BudgetRule([1.0, 10.0], 1, 100.0)  # one cheap level: 60 kept for 6 target runs, 40 for the cheap one
     flat = [3.0] * 12  # never improves after the first run
     assert rule.min_runs_for(None) == rule.min_runs_for(2) == 8
-    assert rule.min_runs_for(27) == 4 + 14  # patience + one run per two coordinates
+    assert rule.min_runs_for(27) == 4 + 14  # patience + one run per two parameters
     assert rule.stagnated(flat[:8]) and not rule.stagnated(flat[:8], dims=27)
-    assert rule.choose({0: 8.0}, {0: flat[:8]}).level == 1  # a 2-parameter space: small is finished
+    assert rule.choose({0: 8.0}, {0: flat[:8]}).level == 1  # a small space: small is finished
     assert rule.choose({0: 8.0}, {0: flat[:8]}, dims=27).level == 0  # a 27-parameter one: small goes on
 
 

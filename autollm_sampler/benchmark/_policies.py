@@ -222,7 +222,7 @@ class BudgetSchedule:
                 values.setdefault(i, []).append(float(t.value) if t.is_complete and t.value is not None else None)
         closed = [i for i, n in enumerate(names) if not _affordable(obs, n, untried=True)]
         direction: Direction = "maximize" if obs.direction == "maximize" else "minimize"
-        self.last = self.rule.choose(spent, values, direction, closed=closed, dims=obs.space.width)
+        self.last = self.rule.choose(spent, values, direction, closed=closed, dims=len(obs.space.params))
         return self.last
 
     def next_cell(self, obs: Observation) -> str:

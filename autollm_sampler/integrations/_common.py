@@ -448,7 +448,8 @@ class SamplerCore:
         ``runs`` are ``(fidelity, cost, finished, value)``: a run without a cost spends its level's cost; a
         finished run's ``value`` (``None``: failed or pruned) tells whether its level still improves; a running
         one commits its cost. ``direction`` is ``"minimize"`` or ``"maximize"``; ``dims`` the search space's
-        width when known (a wider space gets more cheap runs before a level may stagnate). Cost-aware mode only.
+        number of parameters when known (more parameters get more cheap runs before a level may stagnate).
+        Cost-aware mode only.
         """
         schedule = self.require_schedule("choose_level")
         items = list(runs)

@@ -74,8 +74,11 @@ class FidelityBook:
     address starts empty) by trial id, checked against the trial's number and user attributes (not pickled).
     """
 
-    def __init__(self, core: SamplerCore, fidelity_attr: str, cost_attr: str, warned: set[str]) -> None:
+    def __init__(self, core: SamplerCore, fidelity_attr: str, cost_attr: str, warned: set[str],
+                 group_of: Mapping[str, str] | None = None) -> None:
         self.core = core
+        #: parameter name -> the mixture it is a component of (the cost-aware rule counts a mixture once)
+        self.group_of: dict[str, str] = dict(group_of or {})
         self.attr = fidelity_attr
         self.cost_attr = cost_attr
         self.warned = warned
@@ -253,11 +256,11 @@ class FidelityBook:
         ones commit their cost; the study's direction tells what improves.
         """
 
-        names: set[str] = set()  # the parameters seen so far: the space's width, as far as Optuna tells
+        names: set[str] = set()  # the parameters seen so far (a mixture counts once): how wide the space is
 
         def runs() -> Iterator[LevelRun]:
             for t in study.get_trials(deepcopy=False, states=(*_FINISHED, TrialState.RUNNING)):
-                names.update(t.params)
+                names.update(self.group_of.get(n, n) for n in t.params)
                 if t.number == exclude:
                     continue
                 cost = finite_or_none(t.user_attrs.get(self.cost_attr))

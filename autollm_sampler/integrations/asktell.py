@@ -327,7 +327,7 @@ class AskTell:
             return fid, self._core.level_cost(fid), ""
         runs = ((t.fidelity, t.cost, t.state != "running", t.value if t.state == "complete" else None)
                 for t in self._history.trials)
-        choice, spent = self._core.choose_level(runs, self.space.direction, dims=self.space.width)
+        choice, spent = self._core.choose_level(runs, self.space.direction, dims=len(self.space.params))
         level = choice.level
         if level is None:
             raise InvalidHistoryError(

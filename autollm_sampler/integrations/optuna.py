@@ -245,7 +245,8 @@ class AutoLLMSampler(BaseSampler):
         self._fallback = fallback_sampler if fallback_sampler is not None else RandomSampler(seed=self._core.seed)
         self._spaces = SpaceReader(mixtures, roles)
         self._warned: set[str] = set()
-        self._fidelity = FidelityBook(self._core, fidelity_attr, cost_attr, self._warned)
+        self._fidelity = FidelityBook(self._core, fidelity_attr, cost_attr, self._warned,
+                                      group_of=self._spaces.component_of)
         self._lock = threading.RLock()
         self._fallbacks: Counter[str] = Counter()
         self._ledger = StudyLedger()  # finished trials never change: each study's are read once (not pickled)

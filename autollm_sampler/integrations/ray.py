@@ -540,7 +540,7 @@ class AutoLLMSearcher(Searcher):
         runs = [(t.fidelity, t.cost, True, t.value if t.state == "complete" else None) for t in self._history.trials]
         runs += [(r["fidelity"], r["cost"], False, None) for r in self._live.values()]
         choice, spent = self._core.choose_level(runs, self._direction(),
-                                                dims=self._space.width if self._space is not None else None)
+                                                dims=len(self._space.params) if self._space is not None else None)
         level = choice.level
         if level is None:
             logger.info("cost-aware budget %.4g spent (%s); the search is finished", self._core.schedule.budget,
