@@ -137,3 +137,24 @@ def test_budget_rule_options_are_checked() -> None:
     with pytest.raises(TypeError, match="must be a dict"):
         AutoLLMSampler(fidelity=("n_params", "n_tokens"), target=TARGET, fidelity_levels=LEVELS, agent="classical",
                        budget_rule=[("patience", 2)])  # type: ignore[arg-type]
+
+
+def test_the_sampler_tells_the_rule_how_many_parameters_a_mixture_counting_once() -> None:
+    sampler = AutoLLMSampler(fidelity=("n_params", "n_tokens"), target=TARGET, fidelity_levels=LEVELS, budget=350.0,
+                             agent="classical", seed=0, mixtures={"mix": ["a", "b", "c"]})
+    seen: list[int | None] = []
+    choose = sampler._core.choose_level
+
+    def spy(runs, direction, dims=None):  # type: ignore[no-untyped-def]
+        seen.append(dims)
+        return choose(runs, direction, dims)
+
+    sampler._core.choose_level = spy  # type: ignore[method-assign]
+
+    def obj(t: optuna.Trial) -> float:
+        w = [t.suggest_float(f"mix.{c}", 0.0, 1.0) for c in "abc"]
+        return sum(w) + t.suggest_float("lr", 1e-4, 1e-2, log=True)
+
+    study = optuna.create_study(sampler=sampler)
+    study.optimize(obj, n_trials=3)
+    assert seen[0] is None and seen[-1] == 2  # nothing seen yet; then lr and the mixture
