@@ -72,8 +72,8 @@ ADAPT_SPEC: dict[str, float] = {
     "policy_weight": 0.05,  # the least weight of the policy's log-probability in the acquisition
     "policy_prior": 1.0,  # the policy as a prior on the acquisition: its log-probability weighs this much ...
     "policy_decay": 0.5,  # ... divided by (target runs so far) ** policy_decay, never below policy_weight
-    "max_gp_runs": 128,
-    "first_level_share": 0.5,  # before any target run, the spread is at least this share of the extrapolated level change  # the residual GP reads at most this many target runs: the best half and the latest half
+    "max_gp_runs": 128,  # the residual GP reads at most this many target runs: the best half and the latest half
+    "first_level_share": 0.5,  # before any target run, the spread grows by this share of the extrapolated level change
 }
 
 

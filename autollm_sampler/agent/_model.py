@@ -562,7 +562,7 @@ class TransformerAgent(Agent):
         ``ev`` holds the target runs with the model's predictions there, ``pending_mu`` the model's predictions
         at the running proposals ``pending_units`` (both in minimisation units).
         """
-        if not len(ev.y) and not len(ev.bad_units) and not len(pending_units) and n == 1:
+        if ev.empty and not len(pending_units) and n == 1:
             return value, std, self._select(score, n, np.random.default_rng(0))
         sign = space.sign
         mu_c, sd_c = correct(sign * value, std, units, ev)
