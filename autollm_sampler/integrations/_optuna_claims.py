@@ -72,6 +72,9 @@ def _rdb_batch(storage: Any) -> Callable[[int, Mapping[str, Any], Mapping[str, A
     return write
 
 
+_BATCH_WARNED: list[bool] = []  # the batched write's failure is warned about once per process
+
+
 def write_attrs(
     study: Study, trial: FrozenTrial, *, user: Mapping[str, Any] | None = None, system: Mapping[str, Any] | None = None
 ) -> None:
@@ -86,8 +89,13 @@ def write_attrs(
         try:
             batch(trial._trial_id, user, system)
             done = True
-        except (AttributeError, TypeError):  # an Optuna whose internals changed: nothing was committed
-            logger.debug("batched attribute write failed; writing the attributes one by one", exc_info=True)
+        except (AttributeError, TypeError) as exc:  # an Optuna whose internals changed: nothing was committed
+            # the one-by-one writes below store the same attributes (only slower), so this is said, not raised
+            if not _BATCH_WARNED:
+                _BATCH_WARNED.append(True)
+                logger.warning("writing a trial's attributes in one transaction failed (%s: %s; Optuna's RDB "
+                               "internals may have changed); writing them one by one instead, the same attributes, slower "
+                               "on SQLite (warned once)", type(exc).__name__, exc)
     if not done:
         for k, v in system.items():
             storage.set_trial_system_attr(trial._trial_id, k, v)
