@@ -48,7 +48,8 @@ import numpy as np
 from autollm_sampler.agent._features import CellSummary, mean_sqdist
 from autollm_sampler.agent._numpy_net import _erf
 
-__all__ = ["ADAPT_SPEC", "TargetEvidence", "correct", "evidence", "failure_prob", "first_run_spread", "select", "thin"]
+__all__ = ["ADAPT_SPEC", "TargetEvidence", "calibrated_spread", "correct", "evidence", "failure_prob", "first_run_level",
+           "first_run_spread", "select", "thin"]
 
 #: every constant of the adaptation, by name (recorded in the checkpoint's config.json feature spec)
 ADAPT_SPEC: dict[str, float] = {
@@ -74,6 +75,11 @@ ADAPT_SPEC: dict[str, float] = {
     "policy_decay": 0.5,  # ... divided by (target runs so far) ** policy_decay, never below policy_weight
     "max_gp_runs": 128,  # the residual GP reads at most this many target runs: the best half and the latest half
     "first_level_share": 0.5,  # before any target run, the spread grows by this share of the extrapolated level change
+    "first_level_cap": 1.5,  # ... and its change from the nearest cheap cell's best stays within this many trend steps
+    "calib_min_runs": 4,  # with this many target runs or more, the reported spread is rescaled by the runs' ...
+    "calib_quantile": 0.8,  # ... leave-one-out errors: this quantile of them against the normal one's, ...
+    "calib_prior_runs": 8,  # ... shrunk towards 1 as if this many runs had been calibrated, ...
+    "calib_max": 3.0,  # ... by at most this factor either way
 }
 
 
@@ -123,6 +129,35 @@ def diverged_mask(y: np.ndarray, ref: float | None = None, scale: float | None =
     return out
 
 
+def first_run_level(value: np.ndarray, cells: Sequence[CellSummary]) -> np.ndarray:
+    """The reported mean of predictions made before any target run, kept plausible.
+
+    On a family unlike its training tasks the value head can extrapolate the target's level far beyond what
+    the cheap cells show (a RegMix 1B loss of -0.55 from cheap cells at 5.08 and 4.10). The predicted change
+    from the nearest cheap cell's best is kept within a reach: ``first_level_cap`` times the change the two
+    nearest cells' bests make per unit of fidelity distance, over the nearest cell's distance to the target
+    (at least one such step). A change of up to half the reach is kept as it is; a larger one is bent
+    smoothly towards the reach, so predictions keep their order. The spread is :func:`first_run_spread`'s of the unclipped prediction, so it still
+    says how far the model would have gone. With fewer than two cheap cells nothing changes. Choices are not
+    affected.
+    """
+    cheap = sorted((c for c in cells if not c.is_target), key=lambda c: float(np.linalg.norm(c.deltas)))
+    if len(cheap) < 2:
+        return value
+    c0, c1 = cheap[0], cheap[1]
+    step = abs(c0.best_value - c1.best_value)
+    gap = float(np.linalg.norm(np.asarray(c0.deltas, float) - np.asarray(c1.deltas, float)))
+    if not (step > 0 and gap > 0 and math.isfinite(step)):
+        return value
+    reach = ADAPT_SPEC["first_level_cap"] * step * max(float(np.linalg.norm(c0.deltas)) / gap, 1.0)
+    delta = np.asarray(value, float) - c0.best_value
+    # unchanged up to half the reach, then bent smoothly towards it (so the candidates keep their order)
+    h = 0.5 * reach
+    far = np.abs(delta) > h
+    bent = np.sign(delta) * (h + h * np.tanh((np.abs(delta) - h) / h))
+    return c0.best_value + np.where(far, bent, delta)  # type: ignore[no-any-return]
+
+
 def first_run_spread(value: np.ndarray, std: np.ndarray, cells: Sequence[CellSummary]) -> np.ndarray:
     """The reported spread of predictions made before any target run has returned.
 
@@ -145,28 +180,100 @@ def correct(mu: np.ndarray, sigma: np.ndarray, units: np.ndarray, ev: TargetEvid
     if len(ev.y) == 0:
         return mu, sigma
     ev = thin(ev)
-    r = ev.y - ev.mu
-    base = float(np.median(sigma)) if len(sigma) else 1.0
-    scale = max(float(np.sqrt(np.mean(r**2))), base, 1e-9)
-    r = np.clip(r, -ADAPT_SPEC["residual_clip"] * scale, ADAPT_SPEC["residual_clip"] * scale)
-    m = len(r)
-    # the residual is a constant offset (the model misjudges the whole target's level, shared by every
-    # candidate) plus a smooth local part; the offset has the wider prior, so one run moves every prediction
-    # by nearly its residual and does not make the unexplored candidates look better than the run's region
-    const = (ADAPT_SPEC["offset_prior"] * scale) ** 2
-    amp = max(float(np.var(r)) if m > 1 else 0.0, (0.5 * scale) ** 2)
-    ls2 = ADAPT_SPEC["length_scale"] ** 2
-    K0 = const + amp * np.exp(-mean_sqdist(ev.units, ev.units) / (2 * ls2))
-    Ks = const + amp * np.exp(-mean_sqdist(units, ev.units) / (2 * ls2))
-    noise, L = _noise_level(K0, r, scale)
-    alpha = np.linalg.solve(L.T, np.linalg.solve(L, r))
-    v = np.linalg.solve(L, Ks.T)
-    post_var = np.maximum(const + amp - (v * v).sum(0), 0.0)
-    mu2 = mu + Ks @ alpha
-    # far from the target runs: the model's spread, never below the residual scale; near them: the noise
-    sig_far = np.clip(sigma, ADAPT_SPEC["sigma_floor"] * scale, ADAPT_SPEC["sigma_cap"] * scale)
-    sig2 = np.sqrt(sig_far**2 * np.minimum(post_var / amp, 1.0) + noise)
-    return mu2, sig2
+    gp = _Residuals.fit(ev, float(np.median(sigma)) if len(sigma) else 1.0)
+    Ks = gp.const + gp.amp * np.exp(-mean_sqdist(units, ev.units) / (2 * gp.ls2))
+    v = np.linalg.solve(gp.L, Ks.T)
+    post_var = np.maximum(gp.const + gp.amp - (v * v).sum(0), 0.0)
+    mu2 = mu + Ks @ gp.alpha
+    return mu2, gp.spread(sigma, post_var)
+
+
+@dataclass
+class _Residuals:
+    """The residual GP of :func:`correct`: observed minus predicted outcome at the target runs, modelled as a
+    constant offset (wide prior, shared by every candidate) plus a smooth local part over the unit cube."""
+
+    r: np.ndarray  # [m] clipped residuals
+    scale: float  # the residual scale: rms residual, never below the model's median spread
+    const: float  # prior variance of the offset
+    amp: float  # prior variance of the local part
+    ls2: float  # squared length scale
+    noise: float  # run-to-run noise variance
+    L: np.ndarray  # Cholesky factor of the runs' kernel plus noise
+    alpha: np.ndarray  # (K + noise)^-1 r
+
+    @classmethod
+    def fit(cls, ev: TargetEvidence, base: float) -> _Residuals:
+        r = ev.y - ev.mu
+        scale = max(float(np.sqrt(np.mean(r**2))), base, 1e-9)
+        r = np.clip(r, -ADAPT_SPEC["residual_clip"] * scale, ADAPT_SPEC["residual_clip"] * scale)
+        m = len(r)
+        # the offset has the wider prior, so one run moves every prediction by nearly its residual and does
+        # not make the unexplored candidates look better than the run's region
+        const = (ADAPT_SPEC["offset_prior"] * scale) ** 2
+        amp = max(float(np.var(r)) if m > 1 else 0.0, (0.5 * scale) ** 2)
+        ls2 = ADAPT_SPEC["length_scale"] ** 2
+        K0 = const + amp * np.exp(-mean_sqdist(ev.units, ev.units) / (2 * ls2))
+        noise, L = _noise_level(K0, r, scale)
+        alpha = np.linalg.solve(L.T, np.linalg.solve(L, r))
+        return cls(r=r, scale=scale, const=const, amp=amp, ls2=ls2, noise=noise, L=L, alpha=alpha)
+
+    def spread(self, sigma: np.ndarray, post_var: np.ndarray) -> np.ndarray:
+        """Far from the target runs the model's spread (clipped to ``sigma_floor``..``sigma_cap`` residual
+        scales); near them, the noise."""
+        sig_far = np.clip(sigma, ADAPT_SPEC["sigma_floor"] * self.scale, ADAPT_SPEC["sigma_cap"] * self.scale)
+        return np.sqrt(sig_far**2 * np.minimum(post_var / self.amp, 1.0) + self.noise)  # type: ignore[no-any-return]
+
+    def loo_z(self, sigma: np.ndarray) -> np.ndarray:
+        """Each run's standardised leave-one-out error: its residual predicted from the other runs (closed
+        form from one inverse), over the spread :func:`correct` would have given it (``sigma``: the model's
+        spread at each run)."""
+        eye = np.eye(len(self.r))
+        Linv = np.linalg.solve(self.L, eye)
+        kinv_diag = np.maximum((Linv * Linv).sum(0), 1e-300)
+        err = self.alpha / kinv_diag  # r_i minus its prediction from the others
+        post_var = np.maximum(1.0 / kinv_diag - self.noise, 0.0)
+        return err / np.maximum(self.spread(sigma, post_var), 1e-300)  # type: ignore[no-any-return]
+
+
+def calibrated_spread(std: np.ndarray, ev: TargetEvidence, sigma_runs: np.ndarray, sigma_candidates: np.ndarray) -> np.ndarray:
+    """The reported spread once target runs have returned, rescaled by how well the same correction predicts
+    each run from the others.
+
+    The residual GP's spread is built from the model's own spread and a residual scale that never falls
+    below it, so where the model is accurate (or unsure but right) the intervals come out too wide, and on
+    rough objectives too narrow. With ``calib_min_runs`` or more target runs, each run's leave-one-out error
+    is standardised by the spread it would have had; the spread of every candidate is multiplied by ``c``,
+    the ratio of those errors' ``calib_quantile`` quantile to the normal one's, shrunk towards 1 (geometric
+    weight ``m / (m + calib_prior_runs)`` for ``m`` runs) and kept within ``1 / calib_max`` .. ``calib_max``.
+    Choices are not affected.
+    """
+    m = len(ev.y)
+    if m < ADAPT_SPEC["calib_min_runs"]:
+        return std
+    keep = _thin_keep(ev.y)
+    if keep is not None:  # the runs the GP of correct reads, and the model's spread there
+        ev, sigma_runs, m = thin(ev), np.asarray(sigma_runs)[keep], len(keep)
+    gp = _Residuals.fit(ev, float(np.median(sigma_candidates)) if len(sigma_candidates) else 1.0)
+    z = np.abs(gp.loo_z(np.asarray(sigma_runs, float)))
+    q = float(ADAPT_SPEC["calib_quantile"])
+    z_ref = math.sqrt(2.0) * _erfinv(q)
+    c = max(float(np.quantile(z, q)), 1e-6) / z_ref
+    c = math.exp(math.log(c) * m / (m + ADAPT_SPEC["calib_prior_runs"]))
+    c = min(max(c, 1.0 / ADAPT_SPEC["calib_max"]), ADAPT_SPEC["calib_max"])
+    return np.asarray(std, float) * c
+
+
+def _erfinv(p: float) -> float:
+    """Inverse error function by bisection (a scalar, called once per proposal)."""
+    lo, hi = 0.0, 6.0
+    for _ in range(60):
+        mid = 0.5 * (lo + hi)
+        if math.erf(mid) < p:
+            lo = mid
+        else:
+            hi = mid
+    return 0.5 * (lo + hi)
 
 
 def _noise_level(K0: np.ndarray, r: np.ndarray, scale: float) -> tuple[float, np.ndarray]:
@@ -198,15 +305,22 @@ def _noise_level(K0: np.ndarray, r: np.ndarray, scale: float) -> tuple[float, np
 def thin(ev: TargetEvidence) -> TargetEvidence:
     """At most ``max_gp_runs`` runs for the GP (its cost grows with the cube of the count): the best outcomes
     and the most recent runs, half each; the failed/diverged set is kept whole."""
-    m_max = int(ADAPT_SPEC["max_gp_runs"])
-    m = len(ev.y)
-    if m <= m_max:
+    keep = _thin_keep(ev.y)
+    if keep is None:
         return ev
-    best = np.argsort(ev.y, kind="stable")[: m_max // 2]
-    rest = np.setdiff1d(np.arange(m), best)
-    keep = np.sort(np.concatenate([best, rest[-(m_max - len(best)):]]))
     return TargetEvidence(units=ev.units[keep], y=ev.y[keep], mu=ev.mu[keep], bad_units=ev.bad_units, upward=ev.upward,
                           bad_weight=ev.bad_weight)
+
+
+def _thin_keep(y: np.ndarray) -> np.ndarray | None:
+    """The indices :func:`thin` keeps (None: all)."""
+    m_max = int(ADAPT_SPEC["max_gp_runs"])
+    m = len(y)
+    if m <= m_max:
+        return None
+    best = np.argsort(y, kind="stable")[: m_max // 2]
+    rest = np.setdiff1d(np.arange(m), best)
+    return np.sort(np.concatenate([best, rest[-(m_max - len(best)):]]))
 
 
 def failure_prob(units: np.ndarray, ev: TargetEvidence) -> np.ndarray:

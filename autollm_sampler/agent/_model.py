@@ -47,8 +47,10 @@ from autollm_sampler._io import sha256_of
 from autollm_sampler.agent._adapt import (
     ADAPT_SPEC,
     TargetEvidence,
+    calibrated_spread,
     correct,
     evidence,
+    first_run_level,
     first_run_spread,
     select,
     thin,
@@ -498,17 +500,23 @@ class TransformerAgent(Agent):
         m = len(untried)
         enc, score, value, std = self.score(history, space, target, np.concatenate([units[untried], ex_unit, *more_q]), base=base)
         model_at_extrap = float(value[m])
-        rest = value[m + 1 :]
+        rest, rest_std = value[m + 1 :], std[m + 1 :]
         score, value, std = score[:m], value[:m], std[:m]
         model_value = value.copy()  # the policy's own prediction at each candidate, before the correction
+        model_std = std.copy()
         if adapt:
             assert ev is not None and pending_units is not None
             k = len(ev.units)
             ev.mu = space.sign * rest[:k] if k else ev.mu
             value, std, order = self._adapt(space, units[untried], score, value, std, ev, pending_units,
                                             space.sign * rest[k:], n)
-            if ev.empty:  # no target run has returned: the prediction is an extrapolation (reported spread only)
+            # the reported spread only (choices are made): before any target run an extrapolation's, after
+            # them rescaled by how well the correction predicts each run from the others
+            if ev.empty:
                 std = first_run_spread(value, std, base.cells)
+                value = first_run_level(value, base.cells)
+            elif len(ev.y):
+                std = calibrated_spread(std, ev, rest_std[:k], model_std)
         else:
             order = self._select(score, n, rng)
         out = []

@@ -280,3 +280,112 @@ def test_first_proposal_spread_is_wider_but_the_choice_is_the_same() -> None:
     finally:
         ADAPT_SPEC["first_level_share"] = keep
     assert nxt.predicted_std == nxt0.predicted_std
+
+
+def test_the_leave_one_out_errors_match_refitting_without_each_run() -> None:
+    from autollm_sampler.agent._adapt import _Residuals
+
+    rng = np.random.default_rng(5)
+    u = rng.random((9, 3))
+    y = np.sin(4 * u[:, 0]) + rng.normal(0, 0.05, 9)
+    mu, sd = np.zeros(9), np.full(9, 0.3)
+    gp = _Residuals.fit(_ev(u, y, mu), 0.3)
+    z = gp.loo_z(sd)
+    # the closed form against a fit on the other eight with the same hyperparameters, run by run
+    from autollm_sampler.agent._features import mean_sqdist
+
+    for i in range(9):
+        o = np.delete(np.arange(9), i)
+        K = gp.const + gp.amp * np.exp(-mean_sqdist(u[o], u[o]) / (2 * gp.ls2)) + (gp.noise + 1e-12) * np.eye(8)
+        ks = gp.const + gp.amp * np.exp(-mean_sqdist(u[i : i + 1], u[o]) / (2 * gp.ls2))[0]
+        pred = ks @ np.linalg.solve(K, gp.r[o])
+        var = gp.const + gp.amp - ks @ np.linalg.solve(K, ks)
+        assert z[i] == pytest.approx((gp.r[i] - pred) / gp.spread(sd[i : i + 1], np.array([var]))[0], rel=1e-6)
+
+
+def test_the_reported_spread_follows_how_well_the_runs_are_predicted() -> None:
+    from autollm_sampler.agent._adapt import calibrated_spread
+
+    rng = np.random.default_rng(7)
+    u = rng.random((10, 3))
+    sd_runs, sd_cand, std = np.full(10, 0.2), np.full(400, 0.2), np.full(400, 0.1)
+    smooth = 2.5 + 0.1 * np.sin(3 * u[:, 0])  # the model is off by a smooth shift: each run predicted well
+    narrow = calibrated_spread(std, _ev(u, smooth + 0.3, smooth), sd_runs, sd_cand)
+    rough = 2.5 + rng.normal(0, 1.0, 10)  # outcomes the runs do not predict, far beyond the model's spread
+    wide = calibrated_spread(std, _ev(u, rough, np.full(10, 2.5)), sd_runs, sd_cand)
+    assert narrow.max() < 0.1 < wide.min()
+    assert np.allclose(wide / std, wide[0] / std[0]) and wide[0] / std[0] <= ADAPT_SPEC["calib_max"] + 1e-9
+    few = int(ADAPT_SPEC["calib_min_runs"]) - 1
+    assert calibrated_spread(std, _ev(u[:few], rough[:few], np.full(few, 2.5)), sd_runs[:few], sd_cand) is std
+
+
+@pytest.mark.skipif(not (DEFAULT_CHECKPOINT / "model.safetensors").exists(), reason="no shipped checkpoint")
+def test_calibrating_the_spread_does_not_change_the_choice() -> None:
+    task, cheap = _adamw()
+    agent = load_agent("default")
+    agent.strict = True
+    hist = History(trials=list(cheap))
+    for i in range(5):  # five target runs, each the agent's own choice, observed a little worse than predicted
+        p = agent.propose(hist, task.space, task.target, seed=i)[0]
+        hist = History(trials=[*hist.trials, Trial(id=f"t{i}", params=p.params, fidelity=task.target,
+                                                    value=p.predicted_value + 0.02 * (i % 3))])
+    got = agent.propose(hist, task.space, task.target, seed=9)[0]
+    keep = ADAPT_SPEC["calib_min_runs"]
+    try:
+        ADAPT_SPEC["calib_min_runs"] = 10**6
+        plain = agent.propose(hist, task.space, task.target, seed=9)[0]
+    finally:
+        ADAPT_SPEC["calib_min_runs"] = keep
+    assert got.params == plain.params and got.predicted_value == plain.predicted_value
+    assert got.predicted_std != plain.predicted_std
+
+
+def test_the_first_prediction_stays_within_the_cheap_cells_trend() -> None:
+    from autollm_sampler.agent._adapt import first_run_level
+    from autollm_sampler.agent._features import CellSummary
+
+    def cell(d: tuple[float, float], best: float) -> CellSummary:
+        return CellSummary(fidelity={"n": d[0]}, deltas=np.array(d), n=5, best_unit=np.zeros(1), soft_opt=np.zeros(1),
+                           best_value=best, is_target=False)
+
+    # a RegMix-like history: bests 5.08 and 4.10, the nearest cell as far from the target as from the other
+    cells = [cell((-6.9, -3.2), 5.08), cell((-2.8, -3.2), 4.10)]
+    reach = ADAPT_SPEC["first_level_cap"] * 0.98 * max(np.hypot(2.8, 3.2) / 4.1, 1.0)
+    got = first_run_level(np.array([-0.55, 0.0, 3.7, 4.4, 9.0]), cells)
+    assert 4.10 - reach < got[0] < got[1] < 4.10 - 0.9 * reach and 4.10 + 0.9 * reach < got[4] < 4.10 + reach
+    assert got[2:4].tolist() == [3.7, 4.4]  # within half the reach: unchanged
+    assert first_run_level(np.array([-0.55]), cells[:1])[0] == -0.55  # one cheap cell: no trend to compare
+
+
+@pytest.mark.skipif(not (DEFAULT_CHECKPOINT / "model.safetensors").exists(), reason="no shipped checkpoint")
+def test_the_first_reported_prediction_bends_towards_the_cheap_trend_and_the_choice_stays() -> None:
+    from autollm_sampler.space import SearchSpace
+
+    space = SearchSpace.from_dict({"params": {"lr": {"type": "float", "low": 1e-5, "high": 1e-1, "log": True},
+                                              "batch_size": {"type": "categorical", "choices": [64, 128, 256, 512]}}})
+    target = {"n_params": 1.3e9, "n_tokens": 2.6e10}
+    trials = []
+    for k in range(3):  # bests 3.0, 2.85, 2.70: the trend says about 2.45 at the target
+        for lr in (-4.0, -3.5, -3.0, -2.5, -2.0):
+            for bs in (64, 256):
+                trials.append(Trial(id=f"c{k}-{lr}-{bs}", params={"lr": 10**lr, "batch_size": bs},
+                                    fidelity={"n_params": 1e8 * 2**k, "n_tokens": 2e9 * 2**k},
+                                    value=3.0 - 0.15 * k + 0.2 * (lr + 2.8 + 0.2 * k) ** 2 + 0.02 * (bs == 64)))
+    agent = load_agent("default")
+    agent.strict = True
+    got = agent.propose(History(trials=trials), space, target, n=2, seed=0)
+    keep = ADAPT_SPEC["first_level_cap"]
+    try:
+        ADAPT_SPEC["first_level_cap"] = 1e9
+        raw = agent.propose(History(trials=trials), space, target, n=2, seed=0)
+    finally:
+        ADAPT_SPEC["first_level_cap"] = keep
+    assert [p.params for p in got] == [p.params for p in raw]
+    assert [p.predicted_std for p in got] == [p.predicted_std for p in raw]
+    best = min(t.value for t in trials if t.fidelity["n_params"] == 4e8)  # type: ignore[type-var]
+    reach = keep * 0.15 * np.hypot(np.log(1.3e9 / 4e8), np.log(2.6e10 / 8e9)) / np.hypot(np.log(2), np.log(2))
+    raw_delta = [best - p.predicted_value for p in raw]
+    assert max(raw_delta) > reach  # the network extrapolates further than the trend allows ...
+    for g, r in zip(got, raw, strict=True):  # ... and what is reported is bent back within it, in order
+        assert best - reach < g.predicted_value and (g.predicted_value > r.predicted_value or best - r.predicted_value <= reach / 2)
+    assert (got[0].predicted_value < got[1].predicted_value) == (raw[0].predicted_value < raw[1].predicted_value)
