@@ -26,8 +26,11 @@ applied at proposal time (``TransformerAgent(adapt=True)``, the default; ``adapt
   follow the evidence. Before any target run the policy head's choice stands (the k = 1 proposal is the
   model's).
 * **The first prediction.** Before any target run has returned, the reported spread is widened by
-  ``first_level_share`` of the level change the prediction extrapolates (:func:`first_run_spread`); what
-  is chosen does not change.
+  ``first_level_share`` of the level change the prediction extrapolates (:func:`first_run_spread`), and
+  the reported mean is bent back within the cheap cells' trend (:func:`first_run_level`); what is chosen
+  does not change.
+* **Calibration.** With target runs, the reported spread is rescaled by how well the same correction
+  predicts each run from the others (leave-one-out, :func:`calibrated_spread`); choices do not change.
 * **Batches.** Pending configurations (running, not yet returned) and the proposals already picked in this
   call push the next ones away (a local penalty), so ``n > 1`` and parallel workers spread out.
 
