@@ -51,7 +51,7 @@ import numpy as np
 from autollm_sampler.agent._features import CellSummary, mean_sqdist
 from autollm_sampler.agent._numpy_net import _erf
 
-__all__ = ["ADAPT_SPEC", "TargetEvidence", "calibrated_spread", "correct", "evidence", "failure_prob", "first_run_level",
+__all__ = ["ADAPT_SPEC", "TargetEvidence", "calibrated_spread", "correct", "evidence", "failure_prob", "first_run_level", "fit_residuals",
            "first_run_spread", "select", "thin"]
 
 #: every constant of the adaptation, by name (recorded in the checkpoint's config.json feature spec)
@@ -101,6 +101,8 @@ class TargetEvidence:
     #: for a failed one (a divergence or a crash unrelated to the configuration: one failure is not proof);
     #: None: 1 for every one
     bad_weight: np.ndarray | None = None
+    #: [m] the model's own spread at each completed run (for :func:`calibrated_spread`); None: not known
+    sd: np.ndarray | None = None
 
     @property
     def empty(self) -> bool:
@@ -178,17 +180,25 @@ def first_run_spread(value: np.ndarray, std: np.ndarray, cells: Sequence[CellSum
     return np.sqrt(np.asarray(std, float) ** 2 + (ADAPT_SPEC["first_level_share"] * level) ** 2)  # type: ignore[no-any-return]
 
 
-def correct(mu: np.ndarray, sigma: np.ndarray, units: np.ndarray, ev: TargetEvidence) -> tuple[np.ndarray, np.ndarray]:
-    """Corrected mean and standard deviation of candidates (minimisation sign) given the target runs."""
+def correct(mu: np.ndarray, sigma: np.ndarray, units: np.ndarray, ev: TargetEvidence,
+            gp: _Residuals | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Corrected mean and standard deviation of candidates (minimisation sign) given the target runs
+    (``gp``: :func:`fit_residuals` of the same evidence and ``sigma``, when already fitted)."""
     if len(ev.y) == 0:
         return mu, sigma
     ev = thin(ev)
-    gp = _Residuals.fit(ev, float(np.median(sigma)) if len(sigma) else 1.0)
+    if gp is None:
+        gp = fit_residuals(ev, sigma)
     Ks = gp.const + gp.amp * np.exp(-mean_sqdist(units, ev.units) / (2 * gp.ls2))
     v = np.linalg.solve(gp.L, Ks.T)
     post_var = np.maximum(gp.const + gp.amp - (v * v).sum(0), 0.0)
     mu2 = mu + Ks @ gp.alpha
     return mu2, gp.spread(sigma, post_var)
+
+
+def fit_residuals(ev: TargetEvidence, sigma: np.ndarray) -> _Residuals:
+    """The residual GP :func:`correct` fits on ``ev`` (thinned) for candidates whose model spread is ``sigma``."""
+    return _Residuals.fit(thin(ev), float(np.median(sigma)) if len(sigma) else 1.0)
 
 
 @dataclass
@@ -239,9 +249,10 @@ class _Residuals:
         return err / np.maximum(self.spread(sigma, post_var), 1e-300)  # type: ignore[no-any-return]
 
 
-def calibrated_spread(std: np.ndarray, ev: TargetEvidence, sigma_runs: np.ndarray, sigma_candidates: np.ndarray) -> np.ndarray:
+def calibrated_spread(std: np.ndarray, ev: TargetEvidence, gp: _Residuals) -> np.ndarray:
     """The reported spread once target runs have returned, rescaled by how well the same correction predicts
-    each run from the others.
+    each run from the others (``gp``: :func:`fit_residuals` of ``ev``; ``ev.sd``: the model's spread at the
+    runs).
 
     The residual GP's spread is built from the model's own spread and a residual scale that never falls
     below it, so where the model is accurate (or unsure but right) the intervals come out too wide, and on
@@ -251,17 +262,13 @@ def calibrated_spread(std: np.ndarray, ev: TargetEvidence, sigma_runs: np.ndarra
     weight ``m / (m + calib_prior_runs)`` for ``m`` runs) and kept within ``1 / calib_max`` .. ``calib_max``.
     Choices are not affected.
     """
+    ev = thin(ev)
     m = len(ev.y)
-    if m < ADAPT_SPEC["calib_min_runs"]:
+    if m < ADAPT_SPEC["calib_min_runs"] or ev.sd is None:
         return std
-    keep = _thin_keep(ev.y)
-    if keep is not None:  # the runs the GP of correct reads, and the model's spread there
-        ev, sigma_runs, m = thin(ev), np.asarray(sigma_runs)[keep], len(keep)
-    gp = _Residuals.fit(ev, float(np.median(sigma_candidates)) if len(sigma_candidates) else 1.0)
-    z = np.abs(gp.loo_z(np.asarray(sigma_runs, float)))
+    z = np.abs(gp.loo_z(np.asarray(ev.sd, float)))
     q = float(ADAPT_SPEC["calib_quantile"])
-    z_ref = math.sqrt(2.0) * _erfinv(q)
-    c = max(float(np.quantile(z, q)), 1e-6) / z_ref
+    c = max(float(np.quantile(z, q)), 1e-6) / (math.sqrt(2.0) * _erfinv(q))
     c = math.exp(math.log(c) * m / (m + ADAPT_SPEC["calib_prior_runs"]))
     c = min(max(c, 1.0 / ADAPT_SPEC["calib_max"]), ADAPT_SPEC["calib_max"])
     return np.asarray(std, float) * c
@@ -312,7 +319,7 @@ def thin(ev: TargetEvidence) -> TargetEvidence:
     if keep is None:
         return ev
     return TargetEvidence(units=ev.units[keep], y=ev.y[keep], mu=ev.mu[keep], bad_units=ev.bad_units, upward=ev.upward,
-                          bad_weight=ev.bad_weight)
+                          bad_weight=ev.bad_weight, sd=None if ev.sd is None else ev.sd[keep])
 
 
 def _thin_keep(y: np.ndarray) -> np.ndarray | None:

@@ -52,6 +52,7 @@ from autollm_sampler.agent._adapt import (
     evidence,
     first_run_level,
     first_run_spread,
+    fit_residuals,
     select,
     thin,
 )
@@ -503,20 +504,16 @@ class TransformerAgent(Agent):
         rest, rest_std = value[m + 1 :], std[m + 1 :]
         score, value, std = score[:m], value[:m], std[:m]
         model_value = value.copy()  # the policy's own prediction at each candidate, before the correction
-        model_std = std.copy()
         if adapt:
             assert ev is not None and pending_units is not None
             k = len(ev.units)
-            ev.mu = space.sign * rest[:k] if k else ev.mu
+            if k:
+                ev.mu, ev.sd = space.sign * rest[:k], rest_std[:k]
             value, std, order = self._adapt(space, units[untried], score, value, std, ev, pending_units,
                                             space.sign * rest[k:], n)
-            # the reported spread only (choices are made): before any target run an extrapolation's, after
-            # them rescaled by how well the correction predicts each run from the others
-            if ev.empty:
+            if ev.empty:  # an extrapolation: its reported spread widened, its mean kept plausible (choices are made)
                 std = first_run_spread(value, std, base.cells)
                 value = first_run_level(value, base.cells)
-            elif len(ev.y):
-                std = calibrated_spread(std, ev, rest_std[:k], model_std)
         else:
             order = self._select(score, n, rng)
         out = []
@@ -573,9 +570,13 @@ class TransformerAgent(Agent):
         if ev.empty and not len(pending_units) and n == 1:
             return value, std, self._select(score, n, np.random.default_rng(0))
         sign = space.sign
-        mu_c, sd_c = correct(sign * value, std, units, ev)
+        gp = fit_residuals(ev, std) if len(ev.y) else None
+        mu_c, sd_c = correct(sign * value, std, units, ev, gp)
+        # the reported spread, rescaled by how well the correction predicts each run from the others (after
+        # the choice, which reads sd_c as it is)
+        shown = calibrated_spread(sd_c, ev, gp) if gp is not None else sd_c
         if n == 1 and not len(pending_units):
-            return sign * mu_c, sd_c, select(score, mu_c, sd_c, units, ev, pending_units, n)
+            return sign * mu_c, shown, select(score, mu_c, sd_c, units, ev, pending_units, n)
         # several at once, or others running: each next pick sees the earlier picks and the running runs as
         # if they had returned what is predicted for them (a "believer"), so its uncertainty there is spent;
         # with no target run yet the first pick is the policy's and the next ones follow the believed evidence
@@ -601,7 +602,7 @@ class TransformerAgent(Agent):
             believed_mu.append(sign * value[i])
             ev_j = ev.believing(believed_u, believed_y, believed_mu)
             sd_j = correct(sign * value, std, units, ev_j)[1]
-        return sign * mu_c, sd_c, order
+        return sign * mu_c, shown, order
 
     def _candidate_index(self, space: SearchSpace, candidates: Sequence[Mapping[str, Any]]) -> CandidateIndex:
         """The core index of a caller's candidate list, memoised per (list, space) object."""

@@ -304,19 +304,24 @@ def test_the_leave_one_out_errors_match_refitting_without_each_run() -> None:
 
 
 def test_the_reported_spread_follows_how_well_the_runs_are_predicted() -> None:
-    from autollm_sampler.agent._adapt import calibrated_spread
+    from autollm_sampler.agent._adapt import calibrated_spread, fit_residuals
 
     rng = np.random.default_rng(7)
     u = rng.random((10, 3))
-    sd_runs, sd_cand, std = np.full(10, 0.2), np.full(400, 0.2), np.full(400, 0.1)
+    sd_cand, std = np.full(400, 0.2), np.full(400, 0.1)
+
+    def shown(y: np.ndarray, mu: np.ndarray) -> np.ndarray:
+        ev = TargetEvidence(units=u[: len(y)], y=y, mu=mu, bad_units=np.zeros((0, 3)), sd=np.full(len(y), 0.2))
+        return calibrated_spread(std, ev, fit_residuals(ev, sd_cand))
+
     smooth = 2.5 + 0.1 * np.sin(3 * u[:, 0])  # the model is off by a smooth shift: each run predicted well
-    narrow = calibrated_spread(std, _ev(u, smooth + 0.3, smooth), sd_runs, sd_cand)
+    narrow = shown(smooth + 0.3, smooth)
     rough = 2.5 + rng.normal(0, 1.0, 10)  # outcomes the runs do not predict, far beyond the model's spread
-    wide = calibrated_spread(std, _ev(u, rough, np.full(10, 2.5)), sd_runs, sd_cand)
+    wide = shown(rough, np.full(10, 2.5))
     assert narrow.max() < 0.1 < wide.min()
     assert np.allclose(wide / std, wide[0] / std[0]) and wide[0] / std[0] <= ADAPT_SPEC["calib_max"] + 1e-9
     few = int(ADAPT_SPEC["calib_min_runs"]) - 1
-    assert calibrated_spread(std, _ev(u[:few], rough[:few], np.full(few, 2.5)), sd_runs[:few], sd_cand) is std
+    assert shown(rough[:few], np.full(few, 2.5)) is std
 
 
 @pytest.mark.skipif(not (DEFAULT_CHECKPOINT / "model.safetensors").exists(), reason="no shipped checkpoint")
