@@ -5,7 +5,8 @@ other's proposals as soon as they are written: a proposal is written as a system
 before the trial's params exist, with the time its write completed. To close the race between reading the
 study and writing a proposal, the sampler claims its proposal, checks with :func:`_claimed_elsewhere`
 whether a trial unseen at read time claimed the same configuration earlier, and if so re-reads the study and
-proposes again (up to ``_CLAIM_ATTEMPTS`` times). :func:`_pick` applies the same reading to the values a
+proposes again (up to ``_CLAIM_ATTEMPTS`` times). A claim costs two writes: the proposal, then its time
+with the rest of the proposal's attributes. :func:`_pick` applies the same reading to the values a
 partial ``enqueue_trial`` fixed.
 """
 
@@ -105,22 +106,22 @@ def write_attrs(
 
 
 def claim(
-    study: Study, trial: FrozenTrial, params: Mapping[str, Any], read_at: float, attempt: int,
+    study: Study, trial: FrozenTrial, params: Mapping[str, Any], read_at: float, attempt: int, *,
+    user: Mapping[str, Any] | None = None, system: Mapping[str, Any] | None = None,
 ) -> float:
     """Write ``params`` as ``trial``'s claim: the proposal first (its own write, so that other workers see it
-    as soon as possible), then the time that write completed (returned); :func:`settle` writes the rest."""
-    storage = study._storage
-    storage.set_trial_system_attr(trial._trial_id, _PROPOSAL, params)
+    as soon as possible), then, in one more write, the time that first write completed (returned) with when
+    the study was read, the attempt's number and the ``user`` and ``system`` attributes that go with the
+    proposal. A claim lost to another worker is claimed again by the next attempt, whose write replaces
+    every one of these (the same keys), so the attributes need no third write once the claim is kept.
+
+    The time must be taken after the proposal's write has completed: a worker that read the study before
+    this claim was visible then always has the earlier time (see :func:`_claimed_elsewhere`)."""
+    study._storage.set_trial_system_attr(trial._trial_id, _PROPOSAL, params)
     proposed_at = time.time()
-    storage.set_trial_system_attr(trial._trial_id, _PROPOSED_AT, proposed_at)
+    write_attrs(study, trial, user=user, system={**(system or {}), _PROPOSED_AT: proposed_at, _READ_AT: read_at,
+                                                 _ATTEMPTS: attempt + 1})
     return proposed_at
-
-
-def settle(study: Study, trial: FrozenTrial, read_at: float, attempt: int, user: Mapping[str, Any],
-           system: Mapping[str, Any]) -> None:
-    """Write, in one more write once the claim is kept, when the study was read, the attempt's number, and
-    the ``user`` and ``system`` attributes that go with the proposal."""
-    write_attrs(study, trial, user=user, system={**system, _READ_AT: read_at, _ATTEMPTS: attempt + 1})
 
 
 def _claimed_params(t: FrozenTrial) -> dict[str, Any]:

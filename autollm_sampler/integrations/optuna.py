@@ -111,7 +111,6 @@ from autollm_sampler.integrations._optuna_claims import (
     _claimed_elsewhere,
     _pick,
     claim,
-    settle,
     shared_storage,
     write_attrs,
 )
@@ -583,7 +582,8 @@ class AutoLLMSampler(BaseSampler):
             props = self.agent.propose(history, space, fid_now, n=_FIXED_ASK if fixed else 1, seed=seed, pending=pending)
             proposal, params = _pick(props, fixed, list(search_space), to_study, study, trial, fid_now, self._fidelity)
             self._note_unmapped(proposal.params, params, slots)
-            proposed_at = claim(study, trial, params, read_at, attempt)
+            proposed_at = claim(study, trial, params, read_at, attempt, user=self._proposal_attrs(proposal, fid),
+                                system=run_here)
             if not shared or not params:
                 break  # one process: the lock already serialises proposals
             # verify: did another process claim the same configuration first, unseen at read time?
@@ -606,7 +606,6 @@ class AutoLLMSampler(BaseSampler):
             read_at = time.time()
             known = {}
             history, pending = self._collect(study, trial, space, slots, fid_now, known)
-        settle(study, trial, read_at, attempt, self._proposal_attrs(proposal, fid), run_here)
         logger.debug("trial %d: proposed %s (%s)", trial.number, params, proposal.source)
         return params
 
