@@ -32,7 +32,9 @@ applied at proposal time (``TransformerAgent(adapt=True)``, the default; ``adapt
 * **Calibration.** With target runs, the reported spread is rescaled by how well the same correction
   predicts each run from the others (leave-one-out, :func:`calibrated_spread`); choices do not change.
 * **Batches.** Pending configurations (running, not yet returned) and the proposals already picked in this
-  call push the next ones away (a local penalty), so ``n > 1`` and parallel workers spread out.
+  call push the next ones away (a local penalty), so ``n > 1`` and parallel workers spread out. Before any
+  target run has returned, a batch is the policy's top choices kept ``first_batch_radius`` apart; after,
+  each pick believes the earlier ones return their predictions.
 
 Every constant is in :data:`ADAPT_SPEC` (recorded in a checkpoint's config.json). The spread constants
 (``sigma_floor``, ``sigma_cap``, the noise range), the policy prior (``policy_prior``, ``policy_decay``) and
@@ -72,7 +74,8 @@ ADAPT_SPEC: dict[str, float] = {
     "fail_radius": 0.08,  # failure influence radius, in unit-cube distance / sqrt(width)
     "failed_weight": 0.5,  # how far one failed (not diverged) run closes its region: it may have been a crash
     "upward_reach": 10.0,  # the one-sided (learning-rate) failure region is this much wider in the other coordinates
-    "batch_radius": 0.05,  # pending / picked points push candidates within this radius away
+    "batch_radius": 0.05,  # pending / picked points push candidates within this radius away ...
+    "first_batch_radius": 0.1,  # ... and this one before any target run has returned (the policy's picks)
     "policy_weight": 0.05,  # the least weight of the policy's log-probability in the acquisition
     "policy_prior": 1.0,  # the policy as a prior on the acquisition: its log-probability weighs this much ...
     "policy_decay": 0.5,  # ... divided by (target runs so far) ** policy_decay, never below policy_weight
@@ -367,13 +370,14 @@ def _ei(mu: np.ndarray, sigma: np.ndarray, best: float) -> np.ndarray:
 
 def select(score: np.ndarray, mu: np.ndarray, sigma: np.ndarray, units: np.ndarray, ev: TargetEvidence,
            pending_units: np.ndarray, n: int, *, exclude: Sequence[int] = (), runs: int | None = None,
-           picked: np.ndarray | None = None) -> list[int]:
+           picked: np.ndarray | None = None, radius: float | None = None) -> list[int]:
     """Pick ``n`` candidates: EI x (1 - failure chance) once target runs exist, the policy before; spread out.
 
     ``mu``/``sigma`` are the corrected predictions (minimisation sign); ``pending_units`` are configurations
     running now (not in the history's completed runs). ``exclude``: candidate indices never picked;
     ``picked``: points already chosen in this call (they push away like pending ones); ``runs``: the number
-    of target runs the policy prior counts (default: the evidence's).
+    of target runs the policy prior counts (default: the evidence's); ``radius``: how far pending and picked
+    points push (default ``batch_radius``).
     """
     logp = score - score.max()
     logp = logp - np.log(np.exp(logp).sum())
@@ -395,7 +399,7 @@ def select(score: np.ndarray, mu: np.ndarray, sigma: np.ndarray, units: np.ndarr
         taken.append(picked)
     if len(exclude):  # base is this call's own array (np.where / copy above)
         base[list(exclude)] = -np.inf
-    r2 = ADAPT_SPEC["batch_radius"] ** 2
+    r2 = (ADAPT_SPEC["batch_radius"] if radius is None else radius) ** 2
     for _ in range(min(n, len(score))):
         acq = base.copy()
         if taken:

@@ -394,3 +394,20 @@ def test_the_first_reported_prediction_bends_towards_the_cheap_trend_and_the_cho
     for g, r in zip(got, raw, strict=True):  # ... and what is reported is bent back within it, in order
         assert best - reach < g.predicted_value and (g.predicted_value > r.predicted_value or best - r.predicted_value <= reach / 2)
     assert (got[0].predicted_value < got[1].predicted_value) == (raw[0].predicted_value < raw[1].predicted_value)
+
+
+@pytest.mark.skipif(not (DEFAULT_CHECKPOINT / "model.safetensors").exists(), reason="no shipped checkpoint")
+def test_a_first_batch_is_the_policys_choice_and_others_kept_apart() -> None:
+    task, cheap = _adamw()
+    agent = load_agent("default")
+    agent.strict = True
+    single = agent.propose(History(trials=cheap), task.space, task.target, seed=0)[0]
+    batch = agent.propose(History(trials=cheap), task.space, task.target, n=4, seed=0)
+    assert batch[0].params == single.params
+    units = np.stack([task.space.to_unit(p.params) for p in batch])
+    d = [np.sqrt(((a - b) ** 2).sum() / task.space.width) for j, a in enumerate(units) for b in units[j + 1:]]
+    assert min(d) > ADAPT_SPEC["first_batch_radius"]
+    # a worker that knows three of them are running picks a fourth configuration, as far from them
+    nxt = agent.propose(History(trials=cheap), task.space, task.target, seed=0, pending=[p.params for p in batch[:3]])[0]
+    u = task.space.to_unit(nxt.params)
+    assert min(np.sqrt(((u - v) ** 2).sum() / task.space.width) for v in units[:3]) > ADAPT_SPEC["first_batch_radius"]
