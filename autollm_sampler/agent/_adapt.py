@@ -84,7 +84,8 @@ ADAPT_SPEC: dict[str, float] = {
     "first_level_cap": 1.5,  # ... and its change from the nearest cheap cell's best stays within this many trend steps
     "calib_min_runs": 4,  # with this many target runs or more, the reported spread is rescaled by the runs' ...
     "calib_quantile": 0.8,  # ... leave-one-out errors: this quantile of them against the normal one's, ...
-    "calib_prior_runs": 8,  # ... shrunk towards 1 as if this many runs had been calibrated, ...
+    "calib_prior_runs": 8,  # ... shrunk towards 1 as if this many runs had been calibrated (to widen) ...
+    "calib_prior_runs_narrow": 4,  # ... or this many (to narrow: the spread it rescales errs wide by design), ...
     "calib_max": 3.0,  # ... by at most this factor either way
 }
 
@@ -262,8 +263,10 @@ def calibrated_spread(std: np.ndarray, ev: TargetEvidence, gp: _Residuals) -> np
     rough objectives too narrow. With ``calib_min_runs`` or more target runs, each run's leave-one-out error
     is standardised by the spread it would have had; the spread of every candidate is multiplied by ``c``,
     the ratio of those errors' ``calib_quantile`` quantile to the normal one's, shrunk towards 1 (geometric
-    weight ``m / (m + calib_prior_runs)`` for ``m`` runs) and kept within ``1 / calib_max`` .. ``calib_max``.
-    Choices are not affected.
+    weight ``m / (m + p)`` for ``m`` runs, ``p`` = ``calib_prior_runs`` to widen and the smaller
+    ``calib_prior_runs_narrow`` to narrow, since the spread it rescales is built to err wide: floors at the
+    residual scale, which holds the target's whole level offset) and kept within ``1 / calib_max`` ..
+    ``calib_max``. Choices are not affected.
     """
     ev = thin(ev)
     m = len(ev.y)
@@ -272,7 +275,8 @@ def calibrated_spread(std: np.ndarray, ev: TargetEvidence, gp: _Residuals) -> np
     z = np.abs(gp.loo_z(np.asarray(ev.sd, float)))
     q = float(ADAPT_SPEC["calib_quantile"])
     c = max(float(np.quantile(z, q)), 1e-6) / (math.sqrt(2.0) * _erfinv(q))
-    c = math.exp(math.log(c) * m / (m + ADAPT_SPEC["calib_prior_runs"]))
+    prior = ADAPT_SPEC["calib_prior_runs"] if c >= 1 else ADAPT_SPEC["calib_prior_runs_narrow"]
+    c = math.exp(math.log(c) * m / (m + prior))
     c = min(max(c, 1.0 / ADAPT_SPEC["calib_max"]), ADAPT_SPEC["calib_max"])
     return np.asarray(std, float) * c
 
