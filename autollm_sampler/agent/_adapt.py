@@ -16,8 +16,9 @@ applied at proposal time (``TransformerAgent(adapt=True)``, the default; ``adapt
   other target runs, or at a loss wall far above the nearest cheap cell's outcomes) mark a region: a
   candidate's chance of failing falls off with its distance to each such run, independently per run, and a
   failed run counts ``failed_weight`` (it may have been a crash) where a diverged one counts fully. Along
-  learning-rate coordinates the region is one-sided: a higher learning rate than a failed run's counts as no
-  farther.
+  learning-rate coordinates the region of a bad run at or above the best completed run's learning rate is
+  one-sided: a higher learning rate than the bad run's counts as no farther. A bad run below it (a loss too
+  high from too low a rate) has an ordinary, two-sided region.
 * **Acquisition.** Once target runs exist, the next configuration maximises the expected improvement over
   the best target outcome under the corrected prediction, times the chance of not failing, times the
   policy head's probability raised to ``policy_prior / sqrt(runs)`` (a prior that fades as target runs come
@@ -107,6 +108,10 @@ class TargetEvidence:
     bad_weight: np.ndarray | None = None
     #: [m] the model's own spread at each completed run (for :func:`calibrated_spread`); None: not known
     sd: np.ndarray | None = None
+    #: [f] whether each bad run's region extends upward along :attr:`upward` (a divergence from too high a
+    #: learning rate); a bad run at a lower learning rate than the best completed run's (a loss too high
+    #: from too low a rate: under-training, not divergence) has a symmetric region. None: every one does
+    bad_upward: np.ndarray | None = None
 
     @property
     def empty(self) -> bool:
@@ -119,7 +124,7 @@ class TargetEvidence:
             return self
         return TargetEvidence(units=np.concatenate([self.units, np.stack(list(units))]), y=np.concatenate([self.y, y]),
                               mu=np.concatenate([self.mu, mu]), bad_units=self.bad_units, upward=self.upward,
-                              bad_weight=self.bad_weight)
+                              bad_weight=self.bad_weight, bad_upward=self.bad_upward)
 
 
 def diverged_mask(y: np.ndarray, ref: float | None = None, scale: float | None = None) -> np.ndarray:
@@ -274,7 +279,10 @@ def calibrated_spread(std: np.ndarray, ev: TargetEvidence, gp: _Residuals) -> np
         return std
     z = np.abs(gp.loo_z(np.asarray(ev.sd, float)))
     q = float(ADAPT_SPEC["calib_quantile"])
-    c = max(float(np.quantile(z, q)), 1e-6) / (math.sqrt(2.0) * _erfinv(q))
+    zq = float(np.quantile(z, q))
+    if not math.isfinite(zq):  # never a non-finite spread: the uncalibrated one stands
+        return std
+    c = max(zq, 1e-6) / (math.sqrt(2.0) * _erfinv(q))
     prior = ADAPT_SPEC["calib_prior_runs"] if c >= 1 else ADAPT_SPEC["calib_prior_runs_narrow"]
     c = math.exp(math.log(c) * m / (m + prior))
     c = min(max(c, 1.0 / ADAPT_SPEC["calib_max"]), ADAPT_SPEC["calib_max"])
@@ -326,7 +334,7 @@ def thin(ev: TargetEvidence) -> TargetEvidence:
     if keep is None:
         return ev
     return TargetEvidence(units=ev.units[keep], y=ev.y[keep], mu=ev.mu[keep], bad_units=ev.bad_units, upward=ev.upward,
-                          bad_weight=ev.bad_weight, sd=None if ev.sd is None else ev.sd[keep])
+                          bad_weight=ev.bad_weight, sd=None if ev.sd is None else ev.sd[keep], bad_upward=ev.bad_upward)
 
 
 def _thin_keep(y: np.ndarray) -> np.ndarray | None:
@@ -349,15 +357,16 @@ def failure_prob(units: np.ndarray, ev: TargetEvidence) -> np.ndarray:
     if len(ev.bad_units) == 0:
         return np.zeros(len(units))
     up = ev.upward
-    if up is None or not up.any():
-        d2 = mean_sqdist(units, ev.bad_units)
-    else:  # along the upward axes only a lower value is a distance (higher is as bad)
+    d2 = mean_sqdist(units, ev.bad_units)
+    if up is not None and up.any():  # along the upward axes only a lower value is a distance (higher is as bad)
         rest = ~up
-        d2 = (mean_sqdist(units[:, rest], ev.bad_units[:, rest]) * (rest.sum() / len(up)) if rest.any()
+        d1 = (mean_sqdist(units[:, rest], ev.bad_units[:, rest]) * (rest.sum() / len(up)) if rest.any()
               else np.zeros((len(units), len(ev.bad_units))))
-        d2 = d2 / ADAPT_SPEC["upward_reach"] ** 2  # an lr wall holds across the other parameters' nearby values
+        d1 = d1 / ADAPT_SPEC["upward_reach"] ** 2  # an lr wall holds across the other parameters' nearby values
         below = np.maximum(ev.bad_units[None, :, up] - units[:, None, up], 0.0)
-        d2 = d2 + (below**2).sum(-1) / len(up)
+        d1 = d1 + (below**2).sum(-1) / len(up)
+        one_sided = np.ones(len(ev.bad_units), bool) if ev.bad_upward is None else ev.bad_upward
+        d2 = np.where(one_sided[None, :], d1, d2)
     p = np.exp(-d2 / (2 * ADAPT_SPEC["fail_radius"] ** 2))
     if ev.bad_weight is not None:
         p = p * ev.bad_weight[None, :]
@@ -428,5 +437,10 @@ def evidence(units: np.ndarray, y: np.ndarray, mu: np.ndarray, failed_units: Seq
     W = units.shape[1] if units.ndim == 2 else 0
     bad_units = np.concatenate(bad) if any(len(b) for b in bad) else np.zeros((0, W))
     weight = np.concatenate([np.ones(int(div.sum())), np.full(len(failed_units), ADAPT_SPEC["failed_weight"])])
+    bad_upward = None
+    if upward is not None and upward.any() and len(bad_units) and (~div).any():
+        # a wall from too high a learning rate lies above the best run; a bad run below it is under-trained
+        best = units[~div][int(np.argmin(y[~div]))]
+        bad_upward = (bad_units[:, upward] >= best[upward] - 1e-12).all(axis=1)
     return TargetEvidence(units=units[~div], y=y[~div], mu=mu[~div], bad_units=bad_units, upward=upward,
-                          bad_weight=weight)
+                          bad_weight=weight, bad_upward=bad_upward)

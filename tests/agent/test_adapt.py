@@ -411,3 +411,50 @@ def test_a_first_batch_is_the_policys_choice_and_others_kept_apart() -> None:
     nxt = agent.propose(History(trials=cheap), task.space, task.target, seed=0, pending=[p.params for p in batch[:3]])[0]
     u = task.space.to_unit(nxt.params)
     assert min(np.sqrt(((u - v) ** 2).sum() / task.space.width) for v in units[:3]) > ADAPT_SPEC["first_batch_radius"]
+
+
+@pytest.mark.skipif(not (DEFAULT_CHECKPOINT / "model.safetensors").exists(), reason="no shipped checkpoint")
+def test_repeated_identical_target_runs_keep_every_prediction_finite() -> None:
+    # the same configuration run five times with the same outcome: the leave-one-out errors are all zero
+    task, cheap = _adamw()
+    agent = load_agent("default")
+    agent.strict = True
+    p0 = agent.propose(History(trials=cheap), task.space, task.target, seed=0)[0]
+    runs = [Trial(id=f"t{i}", params=p0.params, fidelity=task.target, value=2.6) for i in range(5)]
+    props = agent.propose(History(trials=[*cheap, *runs]), task.space, task.target, n=3, seed=0)
+    assert all(math.isfinite(p.predicted_value) and p.predicted_std > 0 and math.isfinite(p.predicted_std) for p in props)
+    assert all(task.space.config_key(p.params) != task.space.config_key(p0.params) for p in props)
+
+
+def test_a_bad_run_below_the_best_learning_rate_is_not_a_divergence_wall() -> None:
+    up = np.array([True, False, False])
+    good = np.array([[0.5, 0.5, 0.5], [0.55, 0.4, 0.5], [0.45, 0.6, 0.5]])
+    cands = np.array([[0.5, 0.5, 0.5], [0.7, 0.5, 0.5], [0.95, 0.5, 0.5], [0.05, 0.5, 0.5], [0.06, 0.9, 0.5]])
+    # a run at the lowest learning rate came back far worse (under-trained): only its own region is bad
+    low = evidence(np.vstack([good, [[0.05, 0.5, 0.5]]]), np.array([3.1, 3.12, 3.11, 4.2]), np.zeros(4), [], upward=up)
+    assert low.bad_upward is not None and low.bad_upward.tolist() == [False]
+    p = failure_prob(cands, low)
+    assert p[:3].max() < 0.05 and p[3] == pytest.approx(1.0)
+    # one above the best learning rate is a divergence wall: every higher rate fails with it
+    high = evidence(np.vstack([good, [[0.9, 0.5, 0.5]]]), np.array([3.1, 3.12, 3.11, 7.0]), np.zeros(4), [], upward=up)
+    assert high.bad_upward is not None and high.bad_upward.tolist() == [True]
+    q = failure_prob(cands, high)
+    assert q[2] == pytest.approx(1.0) and q[0] < 0.05 and q[3] < 0.05
+
+
+@pytest.mark.skipif(not (DEFAULT_CHECKPOINT / "model.safetensors").exists(), reason="no shipped checkpoint")
+def test_after_an_under_trained_run_the_agent_does_not_retreat_to_lower_learning_rates() -> None:
+    task, cheap = _adamw()
+    agent = load_agent("default")
+    agent.strict = True
+    hist = History(trials=list(cheap))
+    for i in range(5):  # five healthy target runs from the agent
+        p = agent.propose(hist, task.space, task.target, seed=i)[0]
+        hist = History(trials=[*hist.trials, Trial(id=f"t{i}", params=p.params, fidelity=task.target,
+                                                    value=task.true(p.params))])
+    lowest = {**p.params, "lr": p.params["lr"] / 5}  # and one at a lower learning rate, clearly worse
+    hist = History(trials=[*hist.trials, Trial(id="low", params=lowest, fidelity=task.target, value=task.true(lowest) + 0.3)])
+    props = agent.propose(hist, task.space, task.target, n=3, seed=7)
+    best_lr = min((t for t in hist.trials if t.fidelity == task.target and t.id != "low"), key=lambda t: t.value).params["lr"]
+    assert all(q.params["lr"] > lowest["lr"] for q in props), [q.params["lr"] for q in props]
+    assert any(q.params["lr"] > best_lr / 2 for q in props)
