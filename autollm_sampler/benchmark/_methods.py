@@ -141,11 +141,32 @@ AGENT_METHODS = frozenset({"agent", "agent-distilled", "agent-nohist", "agent-no
 
 
 def method_fingerprint(name: str) -> str:
-    """What a cached episode of method ``name`` depends on beyond the code: for an agent with a checkpoint, a
-    digest of its manifest (which holds the sha256 of its weights and config), so that a retrained or restamped
-    checkpoint is never scored with episodes of the old one; ``""`` otherwise."""
+    """What a cached episode of method ``name`` depends on: the library's code (:func:`code_fingerprint`) and,
+    for an agent with a checkpoint, a digest of its manifest (which holds the sha256 of its weights and
+    config), so that neither a change of the adaptation step or of a baseline nor a retrained or restamped
+    checkpoint is ever scored with episodes of the old one. 16 hex digits."""
+    import hashlib
+
     agent = method_spec(name).agent
-    return checkpoint_fingerprint(agent) if agent else ""
+    ckpt = checkpoint_fingerprint(agent) if agent else ""
+    return hashlib.sha256(f"{code_fingerprint()}:{ckpt}".encode()).hexdigest()[:16]
+
+
+_CODE_FP: list[str] = []
+
+
+def code_fingerprint() -> str:
+    """A digest of every Python source file of the ``autollm_sampler`` package (path and bytes), computed once
+    per process: an episode cached by other code is run again."""
+    if not _CODE_FP:
+        import hashlib
+
+        root = Path(__file__).resolve().parents[1]
+        h = hashlib.sha256()
+        for f in sorted(root.rglob("*.py")):
+            h.update(f.relative_to(root).as_posix().encode() + b"\0" + f.read_bytes() + b"\0")
+        _CODE_FP.append(h.hexdigest()[:16])
+    return _CODE_FP[0]
 
 
 def method_spec(name: str) -> MethodSpec:

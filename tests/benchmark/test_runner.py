@@ -127,7 +127,7 @@ def test_an_agents_cached_episodes_are_rerun_when_its_checkpoint_changes(tmp_pat
                       histories=("full",), seeds=1, out=tmp_path / "out", workers=1)
     first, errors = run_benchmark(cfg, progress=False)
     assert not errors and {r["method"] for r in first} == {f"agent:{ckpt}", "transfer"}
-    assert all(len(r["fp"]) == 16 for r in first if r["method"] != "transfer")
+    assert all(len(r["fp"]) == 16 for r in first)
     ran = _record_runs(monkeypatch, "method")
     run_benchmark(cfg, progress=False)
     assert ran == []  # same checkpoint: every episode comes from the cache
@@ -139,6 +139,22 @@ def test_an_agents_cached_episodes_are_rerun_when_its_checkpoint_changes(tmp_pat
     # and they ran with the new weights (the process had the old checkpoint loaded)
     preds = lambda recs: [s["pred"] for r in recs if r["method"] != "transfer" for s in r["steps"]]  # noqa: E731
     assert preds(again) != preds(first)
+
+
+def test_cached_episodes_are_rerun_when_the_librarys_code_changes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from autollm_sampler.benchmark import _methods
+
+    cfg = BenchConfig(families=["steplaw-moe-v1"], methods=["transfer", "agent-extrap"], settings=("A",),
+                      histories=("full",), seeds=1, out=tmp_path / "out", workers=1)
+    first, errors = run_benchmark(cfg, progress=False)
+    assert not errors and first
+    ran = _record_runs(monkeypatch, "method")
+    run_benchmark(cfg, progress=False)
+    assert ran == []  # same code: every episode comes from the cache
+    monkeypatch.setattr(_methods, "_CODE_FP", ["another version of the code"])  # e.g. an edited adaptation step
+    again, _ = run_benchmark(cfg, progress=False)
+    assert sorted(ran) == sorted(r["method"] for r in first)  # every episode ran again
+    assert {r["fp"] for r in again}.isdisjoint({r["fp"] for r in first})
 
 
 def test_parallel_workers_give_the_same_records(tmp_path: Path) -> None:
