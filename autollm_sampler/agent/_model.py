@@ -577,10 +577,12 @@ class TransformerAgent(Agent):
         shown = calibrated_spread(sd_c, ev, gp) if gp is not None else sd_c
         if n == 1 and not len(pending_units):
             return sign * mu_c, shown, select(score, mu_c, sd_c, units, ev, pending_units, n)
+        if ev.empty:  # nothing returned yet: the policy's choices, kept first_batch_radius from the running
+            # runs and from each other (a believer here would only believe the model's own extrapolation)
+            return sign * mu_c, shown, select(score, mu_c, sd_c, units, ev, pending_units, n,
+                                              radius=ADAPT_SPEC["first_batch_radius"])
         # several at once, or others running: each next pick sees the earlier picks and the running runs as
-        # if they had returned what is predicted for them (a "believer"), so its uncertainty there is spent;
-        # with no target run yet every pick is the policy's, kept first_batch_radius from the others (a
-        # believer there only believes the model's own extrapolation, and spent the batch on exploring it)
+        # if they had returned what is predicted for them (a "believer"), so its uncertainty there is spent
         runs = len(ev.y) + len(ev.bad_units)
         believed_u: list[np.ndarray] = []
         believed_y: list[float] = []
@@ -595,12 +597,8 @@ class TransformerAgent(Agent):
             if len(order) == len(units):  # fewer candidates than asked for: repeat the last, as select does
                 order.append(order[-1] if order else 0)
                 continue
-            if ev.empty:  # nothing returned yet: the policy's choices, pushed apart (no believed outcomes)
-                i = select(score, mu_c, sd_c, units, ev, pending_units, 1, exclude=order, picked=units[order],
-                           radius=ADAPT_SPEC["first_batch_radius"])[0]
-            else:
-                i = select(score, mu_c, sd_j, units, ev_j, pending_units, 1, exclude=order,
-                           runs=max(runs + len(believed_u), 1), picked=units[order])[0]
+            i = select(score, mu_c, sd_j, units, ev_j, pending_units, 1, exclude=order,
+                       runs=max(runs + len(believed_u), 1), picked=units[order])[0]
             order.append(i)
             believed_u.append(units[i])
             believed_y.append(mu_c[i])
