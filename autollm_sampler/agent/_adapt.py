@@ -143,6 +143,11 @@ def diverged_mask(y: np.ndarray, ref: float | None = None, scale: float | None =
     return out
 
 
+def _cheap_nearest_first(cells: Sequence[CellSummary]) -> list[CellSummary]:
+    """The cheaper cells, nearest the target (log-fidelity distance) first."""
+    return sorted((c for c in cells if not c.is_target), key=lambda c: float(np.linalg.norm(c.deltas)))
+
+
 def first_run_level(value: np.ndarray, cells: Sequence[CellSummary]) -> np.ndarray:
     """The reported mean of predictions made before any target run, kept plausible.
 
@@ -155,7 +160,7 @@ def first_run_level(value: np.ndarray, cells: Sequence[CellSummary]) -> np.ndarr
     says how far the model would have gone. With fewer than two cheap cells nothing changes. Choices are not
     affected.
     """
-    cheap = sorted((c for c in cells if not c.is_target), key=lambda c: float(np.linalg.norm(c.deltas)))
+    cheap = _cheap_nearest_first(cells)
     if len(cheap) < 2:
         return value
     c0, c1 = cheap[0], cheap[1]
@@ -181,7 +186,7 @@ def first_run_spread(value: np.ndarray, std: np.ndarray, cells: Sequence[CellSum
     far the prediction lies from the nearest cheap cell's best outcome and how far that best moved from the
     next cell's. Choices are not affected (before any target run the policy chooses).
     """
-    cheap = sorted((c for c in cells if not c.is_target), key=lambda c: float(np.linalg.norm(c.deltas)))
+    cheap = _cheap_nearest_first(cells)
     if not cheap:
         return std
     step = abs(cheap[0].best_value - cheap[1].best_value) if len(cheap) > 1 else 0.0

@@ -77,7 +77,8 @@ class MethodSpec:
         if self.agent is not None:
             try:
                 load_agent_cached(self.agent)
-            except Exception as exc:  # missing checkpoint, missing torch, corrupt file ...
+            except Exception as exc:  # missing checkpoint, missing torch, corrupt file ...: not raised, the
+                # method is skipped with this reason, printed on the console and listed in RESULTS.md
                 return f"load_agent({self.agent!r}) failed: {type(exc).__name__}: {exc}"
         return None
 
